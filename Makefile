@@ -1,0 +1,47 @@
+# greenroom: two commands do all the set-up on a fresh machine with Python 3.11+.
+#   make run    create .venv, install, start `greenroom run` on the embedded defaults
+#   make test   create .venv with dev extras, lint, type-check, run the whole suite
+#   make bench  run the benchmarks in ops/bench/ (prints numbers; never a test)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+
+.PHONY: run test lint bench check-config clean
+
+$(BIN)/python:
+	@ops/bootstrap-python.sh "$(PYTHON)" "$(VENV)"
+
+$(VENV)/.runtime: pyproject.toml bin/greenroom | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.dev: pyproject.toml bin/greenroom | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.runtime
+
+run: $(VENV)/.runtime
+	$(BIN)/greenroom $(ARGS) run
+
+check-config: $(VENV)/.runtime
+	$(BIN)/greenroom $(ARGS) check-config
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# pytest exit code 5 means "no tests collected": that must never pass.
+test: lint
+	@$(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
+
+bench: $(VENV)/.dev
+	$(BIN)/python ops/bench/kernel.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache

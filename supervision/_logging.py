@@ -1,0 +1,70 @@
+"""structlog, configured once from the entry point.
+
+Every line carries the actor path: kernel lines pass ``actor=`` explicitly,
+``Actor.log`` binds it, and drain tasks bind it in contextvars for module-level
+loggers used inside ``receive``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, Literal, TextIO
+
+import structlog
+
+LogFormat = Literal["auto", "json", "console"]
+
+#: Keys whose values are never logged (matched as substrings, case-insensitive).
+SECRET_KEY_PARTS = ("token", "secret", "password", "api_key", "apikey", "private_key", "authorization")
+
+
+class RedactSecrets:
+    """A processor masking values whose key names a secret. Decides at construction."""
+
+    def __init__(self, parts: tuple[str, ...] = SECRET_KEY_PARTS) -> None:
+        self._parts = tuple(p.lower() for p in parts)
+
+    def __call__(self, _: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        for key in list(event):
+            lowered = key.lower()
+            if any(p in lowered for p in self._parts) and event[key] not in (None, ""):
+                event[key] = "***"
+        return event
+
+
+def configure_logging(
+    level: str = "info", fmt: LogFormat = "auto", stream: TextIO | None = None
+) -> None:
+    """Configure structlog for the whole process (call once, from ``bin/``).
+
+    ``auto`` renders for humans on a terminal and JSON otherwise. Raises
+    ValueError for an unknown level or format.
+    """
+    numeric = logging.getLevelNamesMapping().get(level.upper())
+    if numeric is None:
+        raise ValueError(f"log level must be debug, info, warning or error, not {level!r}")
+    if fmt not in ("auto", "json", "console"):
+        raise ValueError(f"log format must be auto, json or console, not {fmt!r}")
+    out = stream if stream is not None else sys.stderr
+    console = fmt == "console" or (fmt == "auto" and out.isatty())
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=out.isatty())
+        if console
+        else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            RedactSecrets(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )

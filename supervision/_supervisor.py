@@ -1,0 +1,226 @@
+"""Supervisors: OTP's strategies, restart types and intensity, with Akka's backoff.
+
+A supervisor is an actor whose kernel messages (``ChildFailed``, ``ChildExited``,
+``RestartDue``) arrive ahead of its mailbox. Children start left to right, each
+waiting for the previous one's ``on_start``; they stop right to left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+import trio
+
+from ._actor import Actor
+from ._backoff import Backoff
+from ._cell import FAILED, STARTING, STOPPED, Cell
+from ._errors import SupervisorGaveUp
+from ._intensity import add_restart, exceeded
+from ._spec import STRATEGIES, ChildSpec, ExitReason, Strategy, should_restart, validate_timeout
+
+if TYPE_CHECKING:
+    from ._ref import ActorRef
+
+_log = structlog.get_logger("greenroom.supervisor")
+
+
+@dataclass(frozen=True, slots=True)
+class ChildFailed:
+    """Kernel message: a child raised (or was killed)."""
+
+    cell: Cell
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class ChildExited:
+    """Kernel message: a child asked to stop normally (``Actor.stop()``)."""
+
+    cell: Cell
+
+
+@dataclass(frozen=True, slots=True)
+class RestartDue:
+    """Kernel message: the backoff of these children is over."""
+
+    cells: tuple[Cell, ...]
+    error: BaseException | None
+
+
+class Supervisor(Actor):
+    """Starts, watches and restarts its children.
+
+    ``strategy``: ``one_for_one`` restarts the failed child; ``one_for_all``
+    stops every child (right to left) and restarts them all; ``rest_for_one``
+    does that for the failed child and those started after it. More than
+    ``max_restarts`` restarts within ``within_s`` seconds and the supervisor
+    stops its children and fails with :class:`SupervisorGaveUp`, escalating to
+    its own supervisor. ``backoff`` delays each restart (default: none).
+    """
+
+    def __init__(
+        self,
+        children: Sequence[ChildSpec] = (),
+        *,
+        strategy: Strategy = "one_for_one",
+        max_restarts: int = 3,
+        within_s: float = 5.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+            raise ValueError(f"max_restarts must be an int >= 0, not {max_restarts!r}")
+        if validate_timeout("within_s", within_s) is None or within_s <= 0:
+            raise ValueError(f"within_s must be > 0, not {within_s!r}")
+        names = [c.name for c in children]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"child names must be unique, not repeated: {dupes}")
+        self.specs = tuple(children)
+        self.strategy = strategy
+        self.max_restarts = max_restarts
+        self.within_s = float(within_s)
+        self.backoff = backoff if backoff is not None else Backoff(min_s=0.0, max_s=0.0, jitter=0.0)
+        self._restarts: tuple[float, ...] = ()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def on_start(self) -> None:
+        for spec in self.specs:
+            await self.start_child(spec)
+
+    async def on_stop(self) -> None:
+        await self.stop_children()
+
+    async def receive(self, msg: Any) -> Any:
+        """Supervisors take no application messages; one is logged and dropped."""
+        self.log.warning("supervisor_ignored_message", type=type(msg).__name__)
+        return None
+
+    # ------------------------------------------------------------------ children
+    def _kids(self) -> dict[str, Cell]:
+        cold = self._cell.hot()
+        if cold.children is None:
+            cold.children = {}
+        return cold.children
+
+    async def start_child(self, spec: ChildSpec) -> ActorRef:
+        """Start one more child and wait until its ``on_start`` has finished.
+
+        Raises ValueError if a child of that name exists. If the child's start
+        fails, it is handled like any failure (restart policy) and the ref is
+        still returned. Cancelling this wait does not undo the start.
+        """
+        kids = self._kids()
+        if spec.name in kids:
+            raise ValueError(f"{self.path} already has a child named {spec.name!r}")
+        cell = Cell(self._cell.system, self._cell, spec, spec.name)
+        kids[spec.name] = cell
+        await cell.wait_until(lambda c: c.state is not STARTING)
+        return cell.ref
+
+    async def stop_child(self, name: str) -> None:
+        """Stop one child for good (no restart) and forget it; unknown names are ignored."""
+        cell = self._kids().get(name)
+        if cell is not None:
+            await cell.stop(self.shutdown_timeout(cell))
+            if self._kids().get(name) is cell:
+                del self._kids()[name]
+
+    async def stop_children(self) -> None:
+        """Stop every child, last started first, each within its shutdown timeout."""
+        kids = self._kids()
+        for cell in reversed(list(kids.values())):
+            await cell.stop(self.shutdown_timeout(cell))
+        kids.clear()
+
+    def shutdown_timeout(self, cell: Cell) -> float | None:
+        """The child's own timeout; supervisors by default wait for their subtree."""
+        t = cell.spec.shutdown_timeout_s
+        if t != -1.0:
+            return t
+        return None if isinstance(cell.actor, Supervisor) else cell.system.shutdown_timeout_s
+
+    # ------------------------------------------------------------------ kernel messages
+    async def _system_receive(self, msg: Any) -> None:
+        match msg:
+            case ChildFailed(cell=cell, error=error):
+                if self._kids().get(cell.name) is cell and cell.state is FAILED:
+                    await self._child_down(cell, "failure", error)
+            case ChildExited(cell=cell):
+                if self._kids().get(cell.name) is cell and cell.state is not STOPPED:
+                    await self._child_down(cell, "normal", None)
+            case RestartDue(cells=cells, error=error):
+                await self._restart(cells, error)
+
+    async def _child_down(self, cell: Cell, reason: ExitReason, error: BaseException | None) -> None:
+        kids = self._kids()
+        if not should_restart(reason, cell.spec.restart):
+            _log.info("child_removed", actor=self.path, child=cell.path, reason=reason)
+            await cell.stop(self.shutdown_timeout(cell))
+            kids.pop(cell.name, None)
+            return
+        now = trio.current_time()
+        self._restarts = add_restart(self._restarts, now, self.within_s, self.max_restarts)
+        if exceeded(self._restarts, self.max_restarts):
+            last = error if error is not None else RuntimeError(f"{cell.path} exited")
+            _log.error(
+                "supervisor_gave_up",
+                actor=self.path,
+                child=cell.path,
+                max_restarts=self.max_restarts,
+                within_s=self.within_s,
+            )
+            await self.stop_children()
+            raise SupervisorGaveUp(self.path, self.max_restarts, self.within_s, last)
+        group = self._group(cell)
+        for c in reversed(group):
+            await c.shutdown_instance(self.shutdown_timeout(c), final=False)
+        restart: list[Cell] = []
+        for c in group:
+            if c is not cell and c.spec.restart == "temporary":
+                await c.stop(0)  # OTP: temporary siblings are not restarted
+                kids.pop(c.name, None)
+            else:
+                restart.append(c)
+        delay = self._delay(cell, now)
+        _log.info("child_restarting", actor=self.path, child=cell.path, reason=reason, delay_s=delay)
+        if delay <= 0:
+            await self._restart(tuple(restart), error)
+            return
+        for c in restart:
+            c.enter_backoff()
+        self.spawn_task(self._restart_later, delay, tuple(restart), error, name="backoff")
+
+    def _group(self, cell: Cell) -> list[Cell]:
+        kids = list(self._kids().values())
+        match self.strategy:
+            case "one_for_one":
+                return [cell]
+            case "one_for_all":
+                return kids
+            case "rest_for_one":
+                return kids[kids.index(cell) :]
+        raise AssertionError(self.strategy)  # pragma: no cover
+
+    def _delay(self, cell: Cell, now: float) -> float:
+        cold = cell.hot()
+        n = 0 if now - cold.started_at >= self.backoff.reset_after_s else cold.backoff_n
+        cold.backoff_n = n + 1
+        return self.backoff.delay(n, cell.system.rng)
+
+    async def _restart_later(
+        self, delay: float, cells: tuple[Cell, ...], error: BaseException | None
+    ) -> None:
+        await trio.sleep(delay)
+        self._cell.push_system(RestartDue(cells, error))
+
+    async def _restart(self, cells: tuple[Cell, ...], error: BaseException | None) -> None:
+        kids = self._kids()
+        for c in cells:
+            if kids.get(c.name) is c and c.state is not STOPPED:
+                c.restart(error)
+                await c.wait_until(lambda x: x.state is not STARTING)

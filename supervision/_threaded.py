@@ -1,0 +1,91 @@
+"""The thread dispatcher: a :class:`BlockingActor` runs on its own pykka ``ThreadingActor``.
+
+Crossing back into trio uses ``TrioToken.run_sync_soon`` (thread-safe), so the
+trio loop never blocks on the thread: the waiting trio task parks with
+``wait_task_rescheduled`` and is rescheduled with the outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import outcome
+import pykka
+import trio
+
+if TYPE_CHECKING:
+    from ._system import ActorSystem
+
+
+class _Job:
+    """One call to run on the actor's thread; its outcome goes back to a parked trio task."""
+
+    __slots__ = ("abandoned", "args", "fn", "task", "token")
+
+    def __init__(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], token: trio.lowlevel.TrioToken
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.token = token
+        self.task = trio.lowlevel.current_task()
+        self.abandoned = False
+
+    def run(self) -> None:  # on the pykka thread
+        result = outcome.capture(self.fn, *self.args)
+        try:
+            self.token.run_sync_soon(self._deliver, result)
+        except trio.RunFinishedError:
+            pass  # the system is gone; nobody waits for this result any more
+
+    def _deliver(self, result: outcome.Outcome[Any]) -> None:  # on the trio thread
+        if not self.abandoned:
+            trio.lowlevel.reschedule(self.task, result)
+
+
+class ThreadHost(pykka.ThreadingActor):  # type: ignore[misc]
+    """The pykka actor hosting one BlockingActor: it runs the jobs it is told, in order."""
+
+    use_daemon_thread = True
+
+    def on_receive(self, message: Any) -> None:
+        if isinstance(message, _Job):
+            message.run()
+
+
+def start_host() -> pykka.ActorRef[Any]:
+    """Start a fresh host thread (about 0.1 ms)."""
+    return ThreadHost.start()
+
+
+async def call_on_thread(
+    host: pykka.ActorRef[Any], system: ActorSystem, fn: Callable[..., Any], *args: Any
+) -> Any:
+    """Run ``fn(*args)`` on ``host``'s thread and return (or raise) its outcome.
+
+    A checkpoint. If cancelled, the call keeps running on the thread (threads
+    cannot be interrupted) and its outcome is discarded.
+    """
+    job = _Job(fn, args, system.trio_token)
+    host.tell(job)
+
+    def abort(_: Any) -> trio.lowlevel.Abort:
+        job.abandoned = True
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    system.thread_calls += 1
+    try:
+        return await trio.lowlevel.wait_task_rescheduled(abort)
+    finally:
+        system.thread_calls -= 1
+        if not system.thread_calls:
+            system.threads_idle.unpark_all()
+
+
+def stop_host(host: pykka.ActorRef[Any]) -> None:
+    """Ask the host thread to finish after its queued jobs; does not wait."""
+    try:
+        host.stop(block=False)
+    except pykka.ActorDeadError:
+        pass

@@ -1,0 +1,65 @@
+"""Small actors shared by the kernel tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from supervision import Actor
+
+
+@dataclass(frozen=True)
+class Boom:
+    """Makes a ``Worker`` raise."""
+
+    why: str = "boom"
+
+
+@dataclass(frozen=True)
+class Exit:
+    """Makes a ``Worker`` stop normally."""
+
+
+@dataclass
+class Journal:
+    """What every incarnation of some actors did, shared with the test."""
+
+    events: list[tuple[str, str]] = field(default_factory=list)
+    handled: list[tuple[str, Any]] = field(default_factory=list)
+
+    def of(self, kind: str) -> list[str]:
+        return [name for k, name in self.events if k == kind]
+
+
+class Worker(Actor):
+    """Records starts, stops, restarts and messages in a journal; fails on ``Boom``."""
+
+    def __init__(self, name: str, journal: Journal, stop_delay: float = 0.0) -> None:
+        self.name = name
+        self.journal = journal
+        self.stop_delay = stop_delay
+
+    async def on_start(self) -> None:
+        self.journal.events.append(("start", self.name))
+
+    async def on_restart(self, error: BaseException) -> None:
+        self.journal.events.append(("restart", self.name))
+
+    async def on_stop(self) -> None:
+        self.journal.events.append(("stop", self.name))
+        if self.stop_delay:
+            await trio.sleep(self.stop_delay)
+        self.journal.events.append(("stopped", self.name))
+
+    async def receive(self, msg: Any) -> Any:
+        match msg:
+            case Boom(why=why):
+                raise RuntimeError(why)
+            case Exit():
+                self.stop()
+                return None
+            case _:
+                self.journal.handled.append((self.name, msg))
+                return msg

@@ -35,7 +35,7 @@ class Backoff:
         if self.min_s == 0:
             return 0.0
         base = min(self.max_s, self.min_s * (2 ** min(consecutive, 62)))
-        return base * (1 + self.jitter * rng.random())
+        return float(base * (1 + self.jitter * rng.random()))
 
 
 NO_BACKOFF = Backoff(min_s=0.0, max_s=0.0, jitter=0.0)

@@ -23,6 +23,7 @@ import trio
 
 from ._actor import Actor, BlockingActor, _ActorBase
 from ._ask import _Ask
+from ._deadletters import DeadLetterReason
 from ._errors import ActorFailed, ActorStopped, MailboxFull
 from ._introspect import ActorInfo, ErrorInfo
 from ._ref import ActorRef
@@ -257,7 +258,7 @@ class Cell:
                 cold.space = trio.lowlevel.ParkingLot()
             await cold.space.park()
 
-    def _undeliverable(self, item: Any, reason: Any) -> None:
+    def _undeliverable(self, item: Any, reason: DeadLetterReason) -> None:
         if type(item) is _Ask:
             item.fail(ActorStopped(self.path))
             item = item.msg
@@ -401,12 +402,15 @@ class Cell:
                     if self.state is STARTING:
                         self._running(op)
                 case ("passivate",):
-                    if self.mailbox or cold.attention or cold.tasks:
-                        continue  # busy again: passivation is cancelled
-                    await self.hook("on_passivate")
-                    if not self.mailbox and not cold.attention and self.state is RUNNING:
-                        self._passivated()
-                        return
+                    if not (self.mailbox or cold.attention or cold.tasks):
+                        await self.hook("on_passivate")
+                        if not self.mailbox and not cold.attention and self.state is RUNNING:
+                            self._passivated()
+                            return
+                    # busy again: passivation is cancelled, the instance stays live
+                    parent = self.parent
+                    if parent is not None:
+                        parent.actor._passivation_cancelled(self)  # type: ignore[union-attr]
 
     async def hook(self, name: str, *args: Any) -> None:
         """Run a lifecycle hook of the current instance (on its thread if blocking)."""
@@ -435,7 +439,7 @@ class Cell:
             if type(item) is _Ask:
                 item.fail(ActorFailed(self.path, exc))
                 msg = item.msg
-            reason = "interrupted" if interrupted else "caused_failure"
+            reason: DeadLetterReason = "interrupted" if interrupted else "caused_failure"
             self.system.dead_letters.record(self.path, reason, msg, now)
         self._cancel_tasks()
         _log.error(
@@ -495,7 +499,7 @@ class Cell:
     ) -> TaskHandle:
         if self.state not in (STARTING, RUNNING):
             raise ActorStopped(self.path)
-        handle = TaskHandle(self, name or getattr(fn, "__qualname__", repr(fn)))
+        handle = TaskHandle(self, name or str(getattr(fn, "__qualname__", repr(fn))))
         self.hot().tasks.add(handle)
         self.system.nursery.start_soon(handle._run, fn, args, name=f"{self.path}:{handle.name}")
         return handle
@@ -681,7 +685,7 @@ class _Interrupted(Exception):
 _HOOKS: dict[tuple[type, str], bool] = {}
 
 
-def _needs_hook(cls: type, op: str) -> bool:
+def _needs_hook(cls: Any, op: str) -> bool:
     """Whether ``cls`` overrides the hook that ``op`` runs (cached per class): an
     actor with no hook to run is running at once, with no task spawned."""
     key = (cls, op)
@@ -689,10 +693,10 @@ def _needs_hook(cls: type, op: str) -> bool:
     if found is None:
         base: Any = BlockingActor if issubclass(cls, BlockingActor) else Actor
         if op == "stop":
-            found = getattr(cls, "on_stop") is not base.on_stop
+            found = cls.on_stop is not base.on_stop
         else:
-            found = getattr(cls, "on_start") is not base.on_start or (
-                op == "restart" and getattr(cls, "on_restart") is not base.on_restart
+            found = cls.on_start is not base.on_start or (
+                op == "restart" and cls.on_restart is not base.on_restart
             )
         _HOOKS[key] = found
     return found

@@ -9,7 +9,9 @@ from typing import Any, Literal
 
 import structlog
 
-DeadLetterReason = Literal["stopped", "unknown_path", "caused_failure", "mailbox_full", "interrupted"]
+DeadLetterReason = Literal[
+    "stopped", "unknown_path", "caused_failure", "mailbox_full", "interrupted"
+]
 
 _log = structlog.get_logger("greenroom.deadletters")
 

@@ -67,7 +67,9 @@ class Directory(Supervisor):
         validate_timeout("idle_timeout_s", idle_timeout_s)
         if idle_timeout_s is not None and idle_timeout_s <= 0:
             raise ValueError(f"idle_timeout_s must be > 0 or None, not {idle_timeout_s!r}")
-        if max_live is not None and (isinstance(max_live, bool) or not isinstance(max_live, int) or max_live < 1):
+        if max_live is not None and (
+            isinstance(max_live, bool) or not isinstance(max_live, int) or max_live < 1
+        ):
             raise ValueError(f"max_live must be an int >= 1 or None, not {max_live!r}")
         validate_capacity(mailbox_capacity)
         self.idle_timeout_s = idle_timeout_s
@@ -80,7 +82,7 @@ class Directory(Supervisor):
             mailbox_capacity=mailbox_capacity,
             keyed=True,
         )
-        self._passivating = 0
+        self._passivating: set[str] = set()  # keys asked to passivate, not yet done
         self._sweeper: TaskHandle | None = None
 
     # ------------------------------------------------------------------ keyed access
@@ -100,7 +102,7 @@ class Directory(Supervisor):
         validate_name(key)
         if self._cell.state not in (RUNNING, STARTING):
             raise ActorStopped(self.path)
-        if self.max_live is not None and len(kids) - self._passivating >= self.max_live:
+        if self.max_live is not None and len(kids) - len(self._passivating) >= self.max_live:
             self._evict()
         cell = Cell(self._cell.system, self._cell, self.child_spec, key)
         kids[key] = cell
@@ -115,7 +117,7 @@ class Directory(Supervisor):
     def _evict(self) -> None:
         for cell in list(itertools.islice(self._kids().values(), EVICTION_SCAN)):
             if cell.request_passivate():
-                self._passivating += 1
+                self._passivating.add(cell.name)
                 _log.debug("evicted", actor=self.path, child=cell.path)
                 return
         _log.warning("eviction_found_no_idle_actor", actor=self.path, max_live=self.max_live)
@@ -124,7 +126,11 @@ class Directory(Supervisor):
         kids = self._kids()
         if kids.get(cell.name) is cell:
             del kids[cell.name]
-        self._passivating = max(0, self._passivating - 1)
+        self._passivating.discard(cell.name)
+
+    def _passivation_cancelled(self, cell: Cell) -> None:
+        """A message arrived before passivation began: the child stays live."""
+        self._passivating.discard(cell.name)
 
     # ------------------------------------------------------------------ idle sweeping
     async def _sweep(self) -> None:
@@ -138,20 +144,21 @@ class Directory(Supervisor):
                 next_due = math.inf
                 for key in list(itertools.islice(kids, EVICTION_SCAN * 4)):
                     cell = kids.get(key)
-                    if cell is None:
+                    if cell is None or key in self._passivating:
                         continue
                     if cell.idle_since is None:
                         cell.idle_since = now  # spawned, never messaged: idle from now
                     due = cell.idle_since + timeout
-                    if cell.active or cell.mailbox:
-                        del kids[key]  # busy: move to the back of the LRU order
+                    if cell.active or cell.mailbox or due > now:
+                        # Busy, or active more recently than its place in the LRU
+                        # order says (told through a ref): move it to the back and
+                        # go on, so it never shields older idle children behind it.
+                        del kids[key]
                         kids[key] = cell
+                        next_due = min(next_due, now + timeout if due <= now else due)
                         continue
-                    if due > now:
-                        next_due = min(next_due, due)
-                        break
                     if cell.request_passivate():
-                        self._passivating += 1
+                        self._passivating.add(key)
                     else:
                         next_due = min(next_due, now + timeout)
                 if next_due is math.inf:
@@ -161,8 +168,10 @@ class Directory(Supervisor):
             self._sweeper = None
 
     async def _system_receive(self, msg: Any) -> None:
+        cell = getattr(msg, "cell", None)
+        if cell is not None:
+            self._passivating.discard(cell.name)  # failed or exited while passivating
         await super()._system_receive(msg)
-        self._passivating = min(self._passivating, len(self._kids()))
 
 
 class EntityRef:

@@ -17,7 +17,15 @@ import structlog
 LogFormat = Literal["auto", "json", "console"]
 
 #: Keys whose values are never logged (matched as substrings, case-insensitive).
-SECRET_KEY_PARTS = ("token", "secret", "password", "api_key", "apikey", "private_key", "authorization")
+SECRET_KEY_PARTS = (
+    "token",
+    "secret",
+    "password",
+    "api_key",
+    "apikey",
+    "private_key",
+    "authorization",
+)
 
 
 class RedactSecrets:
@@ -26,7 +34,9 @@ class RedactSecrets:
     def __init__(self, parts: tuple[str, ...] = SECRET_KEY_PARTS) -> None:
         self._parts = tuple(p.lower() for p in parts)
 
-    def __call__(self, _: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    def __call__(
+        self, _: Any, __: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         for key in list(event):
             lowered = key.lower()
             if any(p in lowered for p in self._parts) and event[key] not in (None, ""):

@@ -25,7 +25,9 @@ STRATEGIES: tuple[Strategy, ...] = ("one_for_one", "one_for_all", "rest_for_one"
 def validate_name(name: str) -> str:
     """Return ``name`` if it can be one segment of an actor path, else raise ValueError."""
     if not isinstance(name, str) or not name or "/" in name or name != name.strip():
-        raise ValueError(f"actor name must be a non-empty string without '/' or edge spaces, not {name!r}")
+        raise ValueError(
+            f"actor name must be a non-empty string without '/' or edge spaces, not {name!r}"
+        )
     return name
 
 
@@ -33,7 +35,12 @@ def validate_timeout(what: str, value: float | None) -> float | None:
     """``None`` (wait forever) or a finite number >= 0; else ValueError naming ``what``."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (value >= 0) or math.isinf(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (value >= 0)
+        or math.isinf(value)
+    ):
         raise ValueError(f"{what} must be a finite number >= 0 or None, not {value!r}")
     return float(value)
 
@@ -60,7 +67,7 @@ class ChildSpec:
     """
 
     name: str
-    factory: Callable[[], AnyActor]
+    factory: Callable[[], AnyActor] | Callable[[str], AnyActor]
     restart: RestartType = "permanent"
     shutdown_timeout_s: float | None = -1.0
     mailbox_capacity: int | None = None
@@ -70,7 +77,9 @@ class ChildSpec:
     def __post_init__(self) -> None:
         validate_name(self.name)
         if not callable(self.factory):
-            raise ValueError(f"factory of child {self.name!r} must be callable, not {self.factory!r}")
+            raise ValueError(
+                f"factory of child {self.name!r} must be callable, not {self.factory!r}"
+            )
         if self.restart not in RESTART_TYPES:
             raise ValueError(f"restart must be one of {RESTART_TYPES}, not {self.restart!r}")
         if self.shutdown_timeout_s != -1.0:

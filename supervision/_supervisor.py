@@ -156,7 +156,9 @@ class Supervisor(Actor):
             case RestartDue(cells=cells, error=error):
                 await self._restart(cells, error)
 
-    async def _child_down(self, cell: Cell, reason: ExitReason, error: BaseException | None) -> None:
+    async def _child_down(
+        self, cell: Cell, reason: ExitReason, error: BaseException | None
+    ) -> None:
         kids = self._kids()
         if not should_restart(reason, cell.spec.restart):
             _log.info("child_removed", actor=self.path, child=cell.path, reason=reason)
@@ -187,7 +189,9 @@ class Supervisor(Actor):
             else:
                 restart.append(c)
         delay = self._delay(cell, now)
-        _log.info("child_restarting", actor=self.path, child=cell.path, reason=reason, delay_s=delay)
+        _log.info(
+            "child_restarting", actor=self.path, child=cell.path, reason=reason, delay_s=delay
+        )
         if delay <= 0:
             await self._restart(tuple(restart), error)
             return

@@ -12,7 +12,7 @@ import structlog
 import trio
 import trio.testing
 
-from ._cell import RUNNING, STARTING, STOPPED, Cell
+from ._cell import STARTING, STOPPED, Cell
 from ._deadletters import DeadLetters
 from ._errors import UnknownPath
 from ._introspect import ActorInfo, TreeEvent

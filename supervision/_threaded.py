@@ -44,7 +44,7 @@ class _Job:
             trio.lowlevel.reschedule(self.task, result)
 
 
-class ThreadHost(pykka.ThreadingActor):  # type: ignore[misc]
+class ThreadHost(pykka.ThreadingActor):
     """The pykka actor hosting one BlockingActor: it runs the jobs it is told, in order."""
 
     use_daemon_thread = True

@@ -61,7 +61,9 @@ class AskTimer:
                     _, _, slot, path, timeout = heapq.heappop(heap)
                     if slot.status < 2 and slot.parked:
                         slot.status = 3
-                        trio.lowlevel.reschedule(slot.task, outcome.Error(AskTimeout(path, timeout)))
+                        trio.lowlevel.reschedule(
+                            slot.task, outcome.Error(AskTimeout(path, timeout))
+                        )
                 if not heap:
                     break
                 self._target = max(heap[0][0], now + RESOLUTION_S)

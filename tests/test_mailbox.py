@@ -57,7 +57,9 @@ async def test_messages_from_one_sender_arrive_in_order(system: ActorSystem) -> 
     assert system.inspect("/w").processed == 500
 
 
-async def test_tell_waits_for_space_and_tell_nowait_raises_mailbox_full(system: ActorSystem) -> None:
+async def test_tell_waits_for_space_and_tell_nowait_raises_mailbox_full(
+    system: ActorSystem,
+) -> None:
     """A full mailbox makes tell wait (backpressure) and tell_nowait raise MailboxFull,
     dead-lettering the message with reason mailbox_full."""
     gate, handled = trio.Event(), []
@@ -85,7 +87,9 @@ async def test_tell_waits_for_space_and_tell_nowait_raises_mailbox_full(system: 
     assert handled == ["wait", 1, 2, 4]
 
 
-async def test_ask_returns_the_reply_and_failed_ask_raises_actor_failed(system: ActorSystem) -> None:
+async def test_ask_returns_the_reply_and_failed_ask_raises_actor_failed(
+    system: ActorSystem,
+) -> None:
     """ask returns receive's value; a raising handler gives ActorFailed with the cause."""
     j = Journal()
     ref = await add(system, ChildSpec("w", lambda: Worker("w", j)))
@@ -103,7 +107,7 @@ async def test_ask_timeout_on_the_virtual_clock(system: ActorSystem) -> None:
     ref = await add(system, ChildSpec("g", lambda: Gate(gate, handled)))
     await ref.tell("wait")
     t0 = trio.current_time()
-    with pytest.raises(AskTimeout, match="within 2.0s"):
+    with pytest.raises(AskTimeout, match=r"within 2\.0s"):
         await ref.ask("late", timeout=2.0)
     assert 2.0 <= trio.current_time() - t0 <= 2.0 + 0.006
     gate.set()
@@ -228,7 +232,9 @@ class Spawner(Actor):
         return len(self._cell.cold.tasks) if self._cell.cold else 0
 
 
-async def test_owned_task_failure_fails_the_actor_and_restart_cancels_tasks(system: ActorSystem) -> None:
+async def test_owned_task_failure_fails_the_actor_and_restart_cancels_tasks(
+    system: ActorSystem,
+) -> None:
     """An exception in an owned task fails the actor; its other tasks are cancelled."""
     log: list[str] = []
     ref = await add(system, ChildSpec("s", lambda: Spawner(log)))

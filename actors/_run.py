@@ -1,0 +1,62 @@
+"""``greenroom run``: start the tree, stay up until SIGINT/SIGTERM, stop in order."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import structlog
+import trio
+
+from config import Settings
+from supervision import open_system
+
+from ._tree import build_root
+
+_log = structlog.get_logger("greenroom.run")
+
+
+async def run(settings: Settings) -> int:
+    """Run the application until a signal (exit status 0) or a root failure (1).
+
+    On SIGINT or SIGTERM the tree is stopped in order, each child within its
+    shutdown timeout, before this returns.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    for door, status in settings.enabled_doors().items():
+        if status is not True:
+            _log.info("door_not_started", door=door, reason=status)
+    k = settings.kernel
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_system(
+            build_root(settings),
+            mailbox_capacity=k.mailbox_capacity,
+            ask_timeout_s=k.ask_timeout_s,
+            dead_letter_capacity=k.dead_letter_capacity,
+            shutdown_timeout_s=k.shutdown_timeout_s,
+        ) as system:
+            _log.info(
+                "started",
+                pid=os.getpid(),
+                data_dir=str(settings.data_dir),
+                actors=system.stats()["actors"],
+            )
+            failed = False
+            async with trio.open_nursery() as nursery:
+
+                async def watch_root() -> None:
+                    nonlocal failed
+                    try:
+                        await system.wait()
+                    except Exception as exc:
+                        failed = True
+                        _log.critical("root_supervisor_failed", error=str(exc))
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(watch_root)
+                async for signum in signals:
+                    _log.info("stopping", signal=signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+    _log.info("stopped", status=1 if failed else 0)
+    return 1 if failed else 0

@@ -1,0 +1,357 @@
+"""The validated settings model, one pydantic model per TOML section.
+
+Values are validated here; where they come from (files, environment, CLI) is
+``_load``'s business. Secrets are ``SecretStr`` top-level fields so their
+``repr`` is masked everywhere a Settings object can end up (logs, tracebacks).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = ["SECRET_ENV", "Settings", "effective_config", "mask_url"]
+
+#: Secret field -> the environment variable (and secrets-file key) it comes from.
+SECRET_ENV: dict[str, str] = {
+    "database_url": "DATABASE_URL",
+    "debug_token": "GREENROOM_DEBUG_TOKEN",
+    "anthropic_api_key": "ANTHROPIC_API_KEY",
+    "telegram_bot_token": "TELEGRAM_BOT_TOKEN",
+    "telegram_webhook_secret": "TELEGRAM_WEBHOOK_SECRET",
+    "nostr_private_key": "NOSTR_PRIVATE_KEY",
+    "lnbits_invoice_key": "LNBITS_INVOICE_KEY",
+    "lnbits_admin_key": "LNBITS_ADMIN_KEY",
+}
+
+
+def _check_url(value: str, schemes: tuple[str, ...], *, allow_empty: bool) -> str:
+    if value == "" and allow_empty:
+        return value
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in schemes or not parts.netloc:
+        raise PydanticCustomError(
+            "url", "must be a {schemes} URL", {"schemes": " or ".join(f"{s}://" for s in schemes)}
+        )
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class _Section(BaseModel):
+    # NaN and infinity are never a sensible timeout or capacity.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class HttpSettings(_Section):
+    """``[http]``: the HTTP door."""
+
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8080, ge=1, le=65535)
+
+
+class DebugSettings(_Section):
+    """``[debug]``: the optional loopback TCP debug listener."""
+
+    tcp: str = ""  # "" = off, else a loopback HOST:PORT; requires debug_token
+
+    @field_validator("tcp")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        if value == "":
+            return value
+        host, sep, port = value.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not (sep and port.isdigit() and 1 <= int(port) <= 65535 and _is_loopback(host)):
+            raise PydanticCustomError(
+                "debug_tcp", "must be '' (off) or a loopback HOST:PORT such as '127.0.0.1:7070'"
+            )
+        return value
+
+
+class LogSettings(_Section):
+    """``[log]``: structlog level and renderer (case-insensitive)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class KernelSettings(_Section):
+    """``[kernel]``: mailbox, ask, dead-letter and shutdown defaults."""
+
+    mailbox_capacity: int = Field(1000, ge=1)
+    ask_timeout_s: float = Field(5.0, gt=0)
+    dead_letter_capacity: int = Field(1000, ge=1)
+    shutdown_timeout_s: float = Field(5.0, gt=0)
+
+
+class SupervisionSettings(_Section):
+    """``[supervision]``: restart intensity and backoff defaults."""
+
+    max_restarts: int = Field(3, ge=0)
+    within_s: float = Field(5.0, gt=0)
+    # min 0 means "restart at once", as supervision.Backoff allows.
+    backoff_min_s: float = Field(0.1, ge=0)
+    backoff_max_s: float = Field(10.0, ge=0)
+    backoff_jitter: float = Field(0.2, ge=0, le=1)
+    backoff_reset_after_s: float = Field(30.0, ge=0)
+
+    # A field validator rather than a model one, so the error names the field.
+    @field_validator("backoff_max_s")
+    @classmethod
+    def _max_at_least_min(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("backoff_min_s")
+        if low is not None and value < low:
+            raise PydanticCustomError(
+                "backoff_order", "must be >= backoff_min_s ({low})", {"low": low}
+            )
+        return value
+
+
+class UsersSettings(_Section):
+    """``[users]``: passivation of per-user actors."""
+
+    idle_timeout_s: float = Field(600.0, gt=0)
+    max_live: int = Field(100_000, ge=1)
+
+
+class TelegramSettings(_Section):
+    """``[telegram]``: non-secret Telegram door settings."""
+
+    api_base: str = "https://api.telegram.org"
+
+    @field_validator("api_base")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value, ("https", "http"), allow_empty=False)
+
+
+def _relay_url(value: str) -> str:
+    return _check_url(value, ("wss", "ws"), allow_empty=False)
+
+
+class NostrSettings(_Section):
+    """``[nostr]``: relay URLs for the Nostr door."""
+
+    # Validated per item so an error names the index of the bad relay.
+    relays: tuple[Annotated[str, AfterValidator(_relay_url)], ...] = ()
+
+
+class AnthropicSettings(_Section):
+    """``[anthropic]``: provider endpoint (``""`` = SDK default)."""
+
+    base_url: str = ""  # "" = the SDK's default
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value, ("https", "http"), allow_empty=True)
+
+
+class LnbitsSettings(_Section):
+    """``[lnbits]``: payments endpoint."""
+
+    url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value, ("https", "http"), allow_empty=True)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+class Settings(BaseSettings):
+    """The whole effective configuration, frozen. Build it with ``load_settings``.
+
+    ``Settings()`` alone gives the built-in defaults and reads nothing: the
+    sources and their precedence live in ``load_settings`` (pydantic-settings'
+    own sources are switched off so every value's origin is known and can be
+    named in errors).
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid")
+
+    data_dir: Path = Path("./data")
+    http: HttpSettings = HttpSettings()
+    debug: DebugSettings = DebugSettings()
+    log: LogSettings = LogSettings()
+    kernel: KernelSettings = KernelSettings()
+    supervision: SupervisionSettings = SupervisionSettings()
+    users: UsersSettings = UsersSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    nostr: NostrSettings = NostrSettings()
+    anthropic: AnthropicSettings = AnthropicSettings()
+    lnbits: LnbitsSettings = LnbitsSettings()
+
+    # Secrets: environment or secrets file only (see SECRET_ENV). None = unset.
+    database_url: SecretStr | None = None
+    debug_token: SecretStr | None = None
+    anthropic_api_key: SecretStr | None = None
+    telegram_bot_token: SecretStr | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    nostr_private_key: SecretStr | None = None
+    lnbits_invoice_key: SecretStr | None = None
+    lnbits_admin_key: SecretStr | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _non_empty_dir(cls, value: Any) -> Any:
+        if value == "":
+            raise PydanticCustomError("empty", "must not be empty")
+        return value
+
+    @field_validator(*SECRET_ENV, mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise PydanticCustomError(
+                "database_url",
+                "must be unset (SQLite) or start with postgresql:// or postgres://, not '{url}'",
+                {"url": mask_url(value.get_secret_value())},
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _token_for_tcp(self) -> Settings:
+        # The TCP debug listener is reachable by every local user: DESIGN.md
+        # requires a token in its first frame, so refuse to start without one.
+        if self.debug.tcp and self.debug_token is None:
+            raise PydanticCustomError(
+                "debug_token",
+                "debug.tcp is '{tcp}' but GREENROOM_DEBUG_TOKEN is unset; "
+                "the TCP debug listener requires a token",
+                {"tcp": self.debug.tcp},
+            )
+        return self
+
+    def enabled_doors(self) -> dict[str, bool | str]:
+        """Map each door to ``True`` if it will start, else the reason it will not.
+
+        A reason is a non-empty (hence truthy) string: test with ``is True``.
+        http always starts; telegram needs TELEGRAM_BOT_TOKEN; nostr needs
+        NOSTR_PRIVATE_KEY and NOSTR_RELAYS; lnbits needs LNBITS_URL and
+        LNBITS_INVOICE_KEY.
+        """
+
+        def status(*missing: tuple[bool, str]) -> bool | str:
+            reasons = [reason for absent, reason in missing if absent]
+            return " and ".join(reasons) if reasons else True
+
+        return {
+            "http": True,
+            "telegram": status((self.telegram_bot_token is None, "TELEGRAM_BOT_TOKEN is unset")),
+            "nostr": status(
+                (self.nostr_private_key is None, "NOSTR_PRIVATE_KEY is unset"),
+                (not self.nostr.relays, "NOSTR_RELAYS is empty"),
+            ),
+            "lnbits": status(
+                (self.lnbits.url == "", "LNBITS_URL is unset"),
+                (self.lnbits_invoice_key is None, "LNBITS_INVOICE_KEY is unset"),
+            ),
+        }
+
+
+# --------------------------------------------------------------------------- masking
+
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with its password (and any ``password=`` query value) as ``***``.
+
+    ``postgresql://u:pw@h/db`` becomes ``postgresql://u:***@h/db``. Never
+    raises: a URL too malformed to parse has everything before its last ``@``
+    masked after the user name, so a password cannot leak through a typo.
+    """
+    masked = _QUERY_PASSWORD.sub(r"\1***", url)
+    try:
+        parts = urlsplit(masked)
+    except ValueError:
+        parts = None
+    if parts is not None and "@" in parts.netloc:
+        userinfo, _, hostinfo = parts.netloc.rpartition("@")
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{hostinfo}"
+            return urlunsplit(parts._replace(netloc=netloc))
+        return masked
+    # Unparseable authority (no scheme, "/" or "#" in the password, ...).
+    head_match = _SCHEME.match(masked)
+    head = head_match.group(0) if head_match else ""
+    rest = masked[len(head) :]
+    userinfo, at, hostinfo = rest.rpartition("@")
+    if at and ":" in userinfo:
+        return f"{head}{userinfo.split(':', 1)[0]}:***@{hostinfo}"
+    return masked
+
+
+def effective_config(settings: Settings) -> dict[str, Any]:
+    """Return the whole configuration as JSON-able data with secrets masked.
+
+    Every secret is ``"***"`` when set and ``""`` when unset, except
+    ``database_url``, shown with only its password masked. Never raises.
+    """
+    data = settings.model_dump(mode="json")
+    for field in SECRET_ENV:
+        secret: SecretStr | None = getattr(settings, field)
+        if secret is None:
+            data[field] = ""
+        elif field == "database_url":
+            data[field] = mask_url(secret.get_secret_value())
+        else:
+            data[field] = "***"
+    return data

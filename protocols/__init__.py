@@ -1,0 +1,46 @@
+"""greenroom's messages and their wire format.
+
+Every message that crosses an actor or process boundary is a frozen pydantic
+model (:class:`Message`) registered under a stable type name
+(``@message("kernel.Ping")``). ``wire`` holds the one msgpack codec, the
+registry that maps names to models, and the length-prefix framing the debug
+socket uses. Untrusted input fails with a :class:`ProtocolError`, never a
+crash. This package imports nothing else of greenroom's.
+"""
+
+from __future__ import annotations
+
+from ._errors import DecodeError, DuplicateType, InvalidBody, ProtocolError, UnknownType
+from ._message import Message
+from .kernel import Ping, Pong
+from .wire import (
+    FRAME_HEADER,
+    REGISTRY,
+    Registry,
+    decode,
+    decode_message,
+    encode,
+    encode_message,
+    frame,
+    message,
+)
+
+__all__ = [
+    "FRAME_HEADER",
+    "REGISTRY",
+    "DecodeError",
+    "DuplicateType",
+    "InvalidBody",
+    "Message",
+    "Ping",
+    "Pong",
+    "ProtocolError",
+    "Registry",
+    "UnknownType",
+    "decode",
+    "decode_message",
+    "encode",
+    "encode_message",
+    "frame",
+    "message",
+]

@@ -1,0 +1,86 @@
+"""`greenroom` as a real process: run until SIGTERM, clean exit; bad config in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+ROOT = Path(__file__).resolve().parents[1]
+GREENROOM = [sys.executable, str(ROOT / "bin" / "greenroom")]
+
+
+def env(**extra: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GREENROOM_")}
+    return {**clean, "PYTHONPATH": str(ROOT), **extra}
+
+
+async def read_events(proc: trio.Process, until: str) -> list[dict[str, object]]:
+    """JSON log lines from the process's stderr up to the event ``until``."""
+    assert proc.stderr is not None
+    events: list[dict[str, object]] = []
+    buf = b""
+    with trio.fail_after(60):  # a hang guard for a real process, not a sync point
+        while not any(e.get("event") == until for e in events):
+            chunk = await proc.stderr.receive_some()
+            assert chunk, f"greenroom exited before {until!r}: {events}"
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            events += [json.loads(line) for line in lines if line.strip()]
+    return events
+
+
+async def test_run_starts_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """`greenroom run` starts the tree, says which doors are off, and on SIGTERM
+    stops the tree in order and exits 0."""
+    async with trio.open_nursery() as nursery:
+        proc: trio.Process = await nursery.start(
+            lambda **kw: trio.run_process(
+                [*GREENROOM, "--data-dir", str(tmp_path), "run"],
+                stderr=subprocess.PIPE,
+                check=False,
+                env=env(GREENROOM_LOG__FORMAT="json"),
+                **kw,
+            )
+        )
+        started = await read_events(proc, "started")
+        doors = {e["door"] for e in started if e["event"] == "door_not_started"}
+        assert doors == {"telegram", "nostr", "lnbits"}
+        assert [e["actors"] for e in started if e["event"] == "started"] == [3]
+        proc.send_signal(signal.SIGTERM)
+        stopped = await read_events(proc, "stopped")
+        assert [e["signal"] for e in stopped if e["event"] == "stopping"] == ["SIGTERM"]
+        assert await proc.wait() == 0
+    assert tmp_path.is_dir()
+
+
+def test_bad_config_is_one_line_and_non_zero(tmp_path: Path) -> None:
+    """An invalid setting gives one line naming the setting and value, exit 2."""
+    out = subprocess.run(
+        [*GREENROOM, "check-config"],
+        capture_output=True,
+        text=True,
+        env=env(GREENROOM_HTTP_PORT="99999"),
+        check=False,
+    )
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1
+    assert "http.port" in out.stderr and "99999" in out.stderr
+
+
+def test_check_config_masks_secrets() -> None:
+    """check-config prints the effective config with every secret masked."""
+    out = subprocess.run(
+        [*GREENROOM, "check-config"],
+        capture_output=True,
+        text=True,
+        env=env(TELEGRAM_BOT_TOKEN="123456:very-secret-token"),
+        check=True,
+    )
+    assert "very-secret-token" not in out.stdout
+    assert json.loads(out.stdout)["telegram_bot_token"] == "***"

@@ -239,7 +239,7 @@ def _reject_ext(code: int, data: bytes) -> Any:
     raise DecodeError(f"msgpack ext types are not accepted (got ext type {code})")
 
 
-def decode(data: bytes) -> Any:
+def decode(data: bytes | bytearray | memoryview) -> Any:
     """Decode exactly one msgpack object from ``data``.
 
     Accepts bytes, bytearray or memoryview. Strings must be UTF-8, map keys
@@ -286,7 +286,9 @@ def encode_message(msg: Message, *, registry: Registry | None = None) -> bytes:
     return encode((REGISTRY if registry is None else registry).to_wire(msg))
 
 
-def decode_message(data: bytes, *, registry: Registry | None = None) -> Message:
+def decode_message(
+    data: bytes | bytearray | memoryview, *, registry: Registry | None = None
+) -> Message:
     """``registry.from_wire(decode(data))``; raises only :class:`ProtocolError` subclasses."""
     return (REGISTRY if registry is None else registry).from_wire(decode(data))
 
@@ -297,11 +299,12 @@ FRAME_HEADER = struct.Struct(">I")
 """The 4-byte big-endian length prefix in front of every debug-socket frame."""
 
 
-def frame(payload: bytes) -> bytes:
+def frame(payload: bytes | bytearray | memoryview) -> bytes:
     """Return ``payload`` prefixed with its length as :data:`FRAME_HEADER`.
 
     Raises ``ValueError`` if the payload is 4 GiB or longer.
     """
+    payload = bytes(payload)  # len() of a memoryview counts items, not bytes
     if len(payload) > 0xFFFFFFFF:
         raise ValueError(f"frame payload too large: {len(payload)} bytes (max 4 GiB - 1)")
-    return FRAME_HEADER.pack(len(payload)) + bytes(payload)
+    return FRAME_HEADER.pack(len(payload)) + payload

@@ -227,9 +227,9 @@ async def test_lru_cap_passivates_the_least_recently_used_idle_child(system: Act
 async def test_lru_cap_holds_after_a_cancelled_passivation(system: ActorSystem) -> None:
     """Regression: a passivation cancelled by a late message must not loosen max_live.
 
-    Directory._sweep counts request_passivate() in _passivating, but a passivation the cell
-    cancels (message during on_passivate) never decrements it, so later activations see room
-    that is not there and the Directory grows past max_live.
+    The bug: Directory counted request_passivate() in an int ``_passivating`` that a
+    passivation cancelled by the cell (message during on_passivate) never decremented, so
+    later activations saw room that was not there and the Directory grew past max_live.
     """
     world = World(gate=trio.Event())
     d = await start_directory(system, world, idle_timeout_s=10.0, max_live=2)
@@ -252,8 +252,8 @@ async def test_a_busy_child_does_not_shield_idle_children_from_passivation(
 ) -> None:
     """Regression: a child kept busy through its plain ActorRef (valid while live, by the
     Directory's contract) sits at the front of the LRU order; the idle child behind it must
-    still be passivated within about idle_timeout_s. Directory._sweep `break`s at the first
-    child whose idle deadline is in the future, so it never looks behind it.
+    still be passivated within about idle_timeout_s. The bug: Directory._sweep stopped at the
+    first child whose idle deadline was in the future, so it never looked behind it.
     """
     world = World()
     d = await start_directory(system, world, idle_timeout_s=10.0)

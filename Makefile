@@ -2,13 +2,14 @@
 #   make run    create .venv, install, start `greenroom run` on the embedded defaults
 #   make test   create .venv with dev extras, lint, type-check, run the whole suite
 #   make bench  run the benchmarks in ops/bench/ (prints numbers; never a test)
+#   make migrate  apply pending database migrations (greenroom run also does it at start)
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test lint bench check-config clean
+.PHONY: run test lint bench check-config migrate clean
 
 $(BIN)/python:
 	@ops/bootstrap-python.sh "$(PYTHON)" "$(VENV)"
@@ -29,19 +30,26 @@ run: $(VENV)/.runtime
 check-config: $(VENV)/.runtime
 	$(BIN)/greenroom $(ARGS) check-config
 
+migrate: $(VENV)/.runtime
+	$(BIN)/greenroom $(ARGS) migrate
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The storage contract tests need PostgreSQL: ops/pg.py finds one (or the
+# binaries to start a throwaway cluster) and installs Debian's package if not.
 # pytest exit code 5 means "no tests collected": that must never pass.
 test: lint
+	@$(BIN)/python ops/pg.py ensure
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
 bench: $(VENV)/.dev
 	$(BIN)/python ops/bench/kernel.py
+	$(BIN)/python ops/bench/storage.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

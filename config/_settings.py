@@ -8,10 +8,9 @@ Values are validated here; where they come from (files, environment, CLI) is
 from __future__ import annotations
 
 import ipaddress
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -25,6 +24,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from protocols import mask_url
 
 __all__ = ["SECRET_ENV", "Settings", "effective_config", "mask_url"]
 
@@ -306,37 +307,6 @@ class Settings(BaseSettings):
 
 
 # --------------------------------------------------------------------------- masking
-
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def mask_url(url: str) -> str:
-    """Return ``url`` with its password (and any ``password=`` query value) as ``***``.
-
-    ``postgresql://u:pw@h/db`` becomes ``postgresql://u:***@h/db``. Never
-    raises: a URL too malformed to parse has everything before its last ``@``
-    masked after the user name, so a password cannot leak through a typo.
-    """
-    masked = _QUERY_PASSWORD.sub(r"\1***", url)
-    try:
-        parts = urlsplit(masked)
-    except ValueError:
-        parts = None
-    if parts is not None and "@" in parts.netloc:
-        userinfo, _, hostinfo = parts.netloc.rpartition("@")
-        if ":" in userinfo:
-            netloc = f"{userinfo.split(':', 1)[0]}:***@{hostinfo}"
-            return urlunsplit(parts._replace(netloc=netloc))
-        return masked
-    # Unparseable authority (no scheme, "/" or "#" in the password, ...).
-    head_match = _SCHEME.match(masked)
-    head = head_match.group(0) if head_match else ""
-    rest = masked[len(head) :]
-    userinfo, at, hostinfo = rest.rpartition("@")
-    if at and ":" in userinfo:
-        return f"{head}{userinfo.split(':', 1)[0]}:***@{hostinfo}"
-    return masked
 
 
 def effective_config(settings: Settings) -> dict[str, Any]:

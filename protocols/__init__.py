@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from ._errors import DecodeError, DuplicateType, InvalidBody, ProtocolError, UnknownType
 from ._message import Message
+from ._redact import mask_url
+from .chat import Inbound, user_key
 from .kernel import Ping, Pong
 from .wire import (
     FRAME_HEADER,
@@ -30,6 +32,7 @@ __all__ = [
     "REGISTRY",
     "DecodeError",
     "DuplicateType",
+    "Inbound",
     "InvalidBody",
     "Message",
     "Ping",
@@ -42,5 +45,7 @@ __all__ = [
     "encode",
     "encode_message",
     "frame",
+    "mask_url",
     "message",
+    "user_key",
 ]

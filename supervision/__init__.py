@@ -31,6 +31,7 @@ from ._state import ActorState
 from ._supervisor import Supervisor
 from ._system import ActorSystem, kill, open_system
 from ._tasks import TaskHandle
+from ._threaded import BlockingThread
 
 __all__ = [
     "DEFAULT",
@@ -46,6 +47,7 @@ __all__ = [
     "AskTimeout",
     "Backoff",
     "BlockingActor",
+    "BlockingThread",
     "ChildSpec",
     "DeadLetter",
     "DeadLetterReason",

@@ -60,27 +60,32 @@ def start_host() -> pykka.ActorRef[Any]:
 
 
 async def call_on_thread(
-    host: pykka.ActorRef[Any], system: ActorSystem, fn: Callable[..., Any], *args: Any
+    host: pykka.ActorRef[Any], system: ActorSystem | None, fn: Callable[..., Any], *args: Any
 ) -> Any:
     """Run ``fn(*args)`` on ``host``'s thread and return (or raise) its outcome.
 
     A checkpoint. If cancelled, the call keeps running on the thread (threads
-    cannot be interrupted) and its outcome is discarded.
+    cannot be interrupted) and its outcome is discarded. With a ``system``, the
+    call counts as work in progress for ``system.quiescent()``.
     """
-    job = _Job(fn, args, system.trio_token)
+    token = system.trio_token if system is not None else trio.lowlevel.current_trio_token()
+    job = _Job(fn, args, token)
     host.tell(job)
-
-    def abort(_: Any) -> trio.lowlevel.Abort:
-        job.abandoned = True
-        return trio.lowlevel.Abort.SUCCEEDED
+    if system is None:
+        return await trio.lowlevel.wait_task_rescheduled(lambda _: _abandon(job))
 
     system.thread_calls += 1
     try:
-        return await trio.lowlevel.wait_task_rescheduled(abort)
+        return await trio.lowlevel.wait_task_rescheduled(lambda _: _abandon(job))
     finally:
         system.thread_calls -= 1
         if not system.thread_calls:
             system.threads_idle.unpark_all()
+
+
+def _abandon(job: _Job) -> trio.lowlevel.Abort:
+    job.abandoned = True
+    return trio.lowlevel.Abort.SUCCEEDED
 
 
 def stop_host(host: pykka.ActorRef[Any]) -> None:
@@ -89,3 +94,38 @@ def stop_host(host: pykka.ActorRef[Any]) -> None:
         host.stop(block=False)
     except pykka.ActorDeadError:
         pass
+
+
+class BlockingThread:
+    """One dedicated pykka thread that runs blocking calls for trio code, one at a
+    time, in the order they were submitted: the thread dispatcher without an actor.
+
+    ``storage`` hosts its SQLite connection on one (a connection must stay on the
+    thread that made it). Made and closed on the trio thread; ``run`` never
+    blocks the trio loop.
+    """
+
+    __slots__ = ("_closed", "_host", "_system")
+
+    def __init__(self, system: ActorSystem | None = None) -> None:
+        self._host = start_host()
+        self._system = system
+        self._closed = False
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the thread and return (or raise) what it did.
+
+        A checkpoint. If cancelled, ``fn`` still runs to completion on the
+        thread (a thread cannot be interrupted) and its outcome is discarded.
+        Raises ``trio.ClosedResourceError`` after :meth:`close`.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("this BlockingThread is closed")
+        return await call_on_thread(self._host, self._system, fn, *args)
+
+    def close(self) -> None:
+        """Let the thread finish the calls already submitted, then end. Idempotent;
+        does not wait."""
+        if not self._closed:
+            self._closed = True
+            stop_host(self._host)

@@ -58,6 +58,7 @@ def test_public_names_are_pinned() -> None:
             "REGISTRY",
             "DecodeError",
             "DuplicateType",
+            "Inbound",
             "InvalidBody",
             "Message",
             "Ping",
@@ -70,7 +71,9 @@ def test_public_names_are_pinned() -> None:
             "encode",
             "encode_message",
             "frame",
+            "mask_url",
             "message",
+            "user_key",
         ]
     )
 

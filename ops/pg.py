@@ -1,0 +1,205 @@
+"""Find or start a PostgreSQL server for tests and benchmarks, and make throwaway databases.
+
+The order (issue 3; facts in ../shared/PEERS.md):
+
+1. ``GREENROOM_TEST_DATABASE_URL``, if set: a server someone else runs.
+2. A server answering on 127.0.0.1:5432 (trust auth, user ``postgres``).
+3. ``initdb``/``pg_ctl`` on PATH or under /usr/lib/postgresql/*/bin: a
+   throwaway cluster in a temporary directory on a free port, run as the
+   ``postgres`` user when we are root (initdb refuses root), stopped by
+   :meth:`Server.stop`.
+
+``GREENROOM_TEST_PG=throwaway`` skips step 2, to try on a machine that has a
+server what a fresh machine does.
+
+``python ops/pg.py ensure`` is what ``make test`` runs first: when none of the
+three is available it installs Debian's ``postgresql`` package (as root, with
+apt-get), so a fresh machine can run the Postgres contract tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 5432
+ENV_URL = "GREENROOM_TEST_DATABASE_URL"
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
+    )
+    return candidates[-1] if candidates else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A PostgreSQL server to make databases on; ``stop()`` ends it if we started it."""
+
+    admin_url: str  # a URL to a database we may CREATE DATABASE from
+    how: str  # "env", "local", or "throwaway"
+    _stop: list[str] = field(default_factory=list)
+    _dir: str | None = None
+
+    def stop(self) -> None:
+        """Stop a throwaway cluster and remove its directory; nothing for the others."""
+        if self._stop:
+            subprocess.run(self._stop, check=False, capture_output=True)
+            self._stop = []
+        if self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+
+def find_or_start() -> Server:
+    """Return a server by the order in the module docstring; raise RuntimeError (one
+    line saying what to do) when none can be had."""
+    url = os.environ.get(ENV_URL)
+    if url:
+        return Server(url, "env")
+    if os.environ.get("GREENROOM_TEST_PG") != "throwaway" and _answers(DEFAULT_HOST, DEFAULT_PORT):
+        return Server(f"postgresql://postgres@{DEFAULT_HOST}:{DEFAULT_PORT}/postgres", "local")
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        raise RuntimeError(
+            f"no PostgreSQL: nothing answers on {DEFAULT_HOST}:{DEFAULT_PORT}, {ENV_URL} is unset "
+            "and initdb/pg_ctl are not installed (run `python ops/pg.py ensure` as root, or "
+            "apt-get install postgresql)"
+        )
+    return _start_throwaway(initdb, pg_ctl)
+
+
+def _start_throwaway(initdb: str, pg_ctl: str) -> Server:
+    root = tempfile.mkdtemp(prefix="greenroom-pg-")
+    data = os.path.join(root, "data")
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        # initdb refuses to run as root: the cluster belongs to the postgres user.
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres")
+    port = _free_port()
+    try:
+        subprocess.run(
+            [*as_user, initdb, "-D", data, "-U", "postgres", "--auth=trust", "--no-sync"],
+            check=True,
+            capture_output=True,
+        )
+        opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
+        subprocess.run(
+            [
+                *as_user,
+                pg_ctl,
+                "-D",
+                data,
+                "-o",
+                opts,
+                "-l",
+                os.path.join(root, "log"),
+                "-w",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+        )
+    except subprocess.CalledProcessError as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+        raise RuntimeError(
+            f"could not start a throwaway PostgreSQL: {detail[-1] if detail else exc}"
+        ) from None
+    stop = [*as_user, pg_ctl, "-D", data, "stop", "-m", "fast"]
+    return Server(f"postgresql://postgres@127.0.0.1:{port}/postgres", "throwaway", stop, root)
+
+
+def _with_database(url: str, name: str) -> str:
+    head, _, tail = url.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{name}" + (f"?{tail}" if tail else "")
+
+
+def create_database(admin_url: str, prefix: str = "gr_test") -> str:
+    """Create a fresh, empty database and return its URL. Not for use inside a
+    running event loop (it runs its own)."""
+    import asyncpg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+    async def go() -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+    return _with_database(admin_url, name)
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    """Drop a database made by :func:`create_database` (its connections are ended first)."""
+    import asyncpg
+
+    name = url.partition("?")[0].rsplit("/", 1)[1]
+
+    async def go() -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+def ensure() -> int:
+    """For ``make test``: make sure a server or the binaries exist; install them if not."""
+    if os.environ.get(ENV_URL) or _answers(DEFAULT_HOST, DEFAULT_PORT):
+        return 0
+    if _pg_bin("initdb") and _pg_bin("pg_ctl"):
+        return 0
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        print(
+            "ops/pg.py: no PostgreSQL here and cannot install one (needs root and apt-get); "
+            f"set {ENV_URL} or install postgresql",
+            file=sys.stderr,
+        )
+        return 1
+    print("ops/pg.py: installing Debian's postgresql package for the storage tests", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "postgresql"], check=True, env=env)
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["ensure"]:
+        sys.exit(ensure())
+    print("usage: python ops/pg.py ensure", file=sys.stderr)
+    sys.exit(2)

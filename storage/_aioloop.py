@@ -1,0 +1,83 @@
+"""An asyncio event loop on its own thread, for asyncpg, awaited from trio.
+
+asyncpg needs asyncio. Rather than run trio-asyncio's loop inside trio (which
+ties the pool's lifetime to a trio task holding ``open_loop()``), the pool
+lives on a plain asyncio loop in a daemon thread: a call is one
+``run_coroutine_threadsafe`` there and one ``run_sync_soon`` back, so the trio
+loop never blocks and a whole transaction costs a single round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import outcome
+import trio
+
+__all__ = ["LoopThread"]
+
+
+class LoopThread:
+    """A running asyncio loop on a daemon thread. Start with ``LoopThread()``; end with
+    :meth:`aclose`."""
+
+    def __init__(self, name: str = "greenroom-asyncio") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    async def run(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run ``await fn(*args)`` on the loop and return (or raise) its outcome.
+
+        A checkpoint. If the trio caller is cancelled, the asyncio task is
+        cancelled too (asyncpg then rolls back the transaction and resets the
+        connection) and the caller sees ``trio.Cancelled`` at once, without
+        waiting for the rollback. Raises ``trio.ClosedResourceError`` after
+        :meth:`aclose`.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("this LoopThread is closed")
+        token = trio.lowlevel.current_trio_token()
+        task = trio.lowlevel.current_task()
+        future = asyncio.run_coroutine_threadsafe(_call(fn, args), self.loop)
+        abandoned = False
+
+        def deliver(result: outcome.Outcome[Any]) -> None:  # on the trio thread
+            if not abandoned:
+                trio.lowlevel.reschedule(task, result)
+
+        def done(f: concurrent.futures.Future[Any]) -> None:  # on the loop thread
+            if f.cancelled():
+                return  # only abort() cancels it, and then nobody waits
+            try:
+                token.run_sync_soon(deliver, outcome.capture(f.result))
+            except trio.RunFinishedError:
+                pass  # trio is gone: nobody waits for this result any more
+
+        future.add_done_callback(done)
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            nonlocal abandoned
+            abandoned = True
+            future.cancel()
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        return await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def aclose(self) -> None:
+        """Stop the loop and join its thread. Idempotent; a checkpoint."""
+        if self._closed:
+            return
+        self._closed = True
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        await trio.to_thread.run_sync(self._thread.join)
+        self.loop.close()
+
+
+async def _call(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> Any:
+    return await fn(*args)

@@ -1,0 +1,170 @@
+"""The Postgres backend: an asyncpg pool on its own asyncio loop thread.
+
+A transaction script runs entirely on the loop (one round trip from trio per
+transaction); claiming uses ``FOR UPDATE SKIP LOCKED``; migrations run under
+an advisory lock in one transaction. asyncpg's and the socket's exceptions
+are translated here: an outage is :class:`StoreUnavailable` naming the URL
+with its password masked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import structlog
+
+from protocols import mask_url
+
+from ._aioloop import LoopThread
+from ._dialect import POSTGRES, Dialect
+from ._errors import MigrationError, StorageError, StoreUnavailable
+from ._migrate import SCHEMA_TABLE, known_migrations, pending_migrations
+from ._scripts import Script
+
+__all__ = ["PostgresBackend"]
+
+_log = structlog.get_logger("greenroom.storage")
+# pg_advisory_xact_lock key for migrations: any constant unique to greenroom.
+_MIGRATION_LOCK = 0x67726E72  # "grnr"
+_CONNECTION_ERRORS = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
+)
+
+
+class PostgresBackend:
+    """One Postgres database behind an asyncpg pool. Made by :meth:`open`."""
+
+    dialect: Dialect = POSTGRES
+
+    def __init__(self, target: str, loop: LoopThread, pool: asyncpg.Pool) -> None:
+        self.target = target
+        self._loop = loop
+        self._pool = pool
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 10,
+        connect_timeout_s: float = 10.0,
+        command_timeout_s: float = 30.0,
+    ) -> PostgresBackend:
+        """Connect a pool to ``url`` (``postgresql://...``).
+
+        Raises StoreUnavailable naming the URL, password masked, when no
+        connection can be made within ``connect_timeout_s`` (refused, wrong
+        host, bad credentials, missing database). A checkpoint.
+        """
+        target = mask_url(url)
+        loop = LoopThread()
+        try:
+            pool = await loop.run(
+                _create_pool, url, min_size, max_size, connect_timeout_s, command_timeout_s
+            )
+        except _CONNECTION_ERRORS as exc:
+            await loop.aclose()
+            raise StoreUnavailable(target, _reason(exc)) from None
+        except BaseException:
+            await loop.aclose()
+            raise
+        return cls(target, loop, pool)
+
+    async def run(self, fn: Callable[..., Script[Any]], *args: Any) -> Any:
+        """Run the transaction script ``fn(dialect, *args)`` in one transaction.
+
+        A checkpoint. If cancelled, the transaction is rolled back.
+        """
+        try:
+            return await self._loop.run(self._drive, fn, args)
+        except _CONNECTION_ERRORS as exc:
+            raise StoreUnavailable(self.target, _reason(exc)) from exc
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StorageError(f"postgres: {exc}") from exc
+
+    async def _drive(self, fn: Callable[..., Script[Any]], args: tuple[Any, ...]) -> Any:
+        async with self._pool.acquire() as conn, conn.transaction():
+            script = fn(POSTGRES, *args)
+            try:
+                query = next(script)
+                while True:
+                    rows = await conn.fetch(query.sql, *query.args)
+                    query = script.send(rows)
+            except StopIteration as done:
+                return done.value
+            finally:
+                script.close()
+
+    async def migrate(self) -> list[int]:
+        """Apply the migrations not yet applied; return their versions (empty: up to date)."""
+        try:
+            return await self._loop.run(self._migrate)  # type: ignore[no-any-return]
+        except _CONNECTION_ERRORS as exc:
+            raise StoreUnavailable(self.target, _reason(exc)) from exc
+
+    async def _migrate(self) -> list[int]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (version INTEGER PRIMARY KEY, "
+                "name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            applied = {
+                r["version"] for r in await conn.fetch(f"SELECT version FROM {SCHEMA_TABLE}")
+            }
+            done = []
+            for m in pending_migrations(known_migrations("postgres"), applied):
+                try:
+                    await conn.execute(m.sql)
+                except asyncpg.PostgresError as exc:
+                    raise MigrationError(
+                        f"postgres migration {m.version:04d}_{m.name} failed: {exc}"
+                    ) from exc
+                await conn.execute(
+                    f"INSERT INTO {SCHEMA_TABLE} (version, name) VALUES ($1, $2)", m.version, m.name
+                )
+                _log.info("migrated", backend="postgres", version=m.version, name=m.name)
+                done.append(m.version)
+            return done
+
+    async def aclose(self) -> None:
+        """Close the pool (waiting for connections in use) and the loop thread. Idempotent."""
+        try:
+            await self._loop.run(self._pool.close)
+        except Exception:  # a closed loop: nothing left to close
+            pass
+        await self._loop.aclose()
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def _create_pool(
+    url: str, min_size: int, max_size: int, connect_timeout_s: float, command_timeout_s: float
+) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=connect_timeout_s,
+        command_timeout=command_timeout_s,
+        init=_init_connection,
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    # One line, no URL (asyncpg puts none in its messages; the socket errors
+    # carry only host and port).
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text

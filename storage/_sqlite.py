@@ -1,0 +1,156 @@
+"""The SQLite backend: stdlib ``sqlite3`` in WAL mode, one connection on one thread.
+
+The connection lives on a :class:`supervision.BlockingThread` (the kernel's
+thread dispatcher), the single writer; the trio loop only ever waits for it.
+``synchronous=FULL``: a commit that returned survives a power cut, not only a
+process crash; group commit is what pays for the fsync.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from supervision import ActorSystem, BlockingThread
+
+from ._dialect import SQLITE, Dialect
+from ._errors import MigrationError, StorageError, StoreUnavailable
+from ._migrate import SCHEMA_TABLE, known_migrations, pending_migrations
+from ._scripts import Script
+
+__all__ = ["SqliteBackend"]
+
+_log = structlog.get_logger("greenroom.storage")
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+_converted: dict[str, str] = {}
+# Unix seconds with a fraction (unixepoch('subsec') needs SQLite 3.42; Debian 12 has 3.40).
+_NOW = "(julianday('now') - 2440587.5) * 86400.0"
+
+
+def _sql(sql: str) -> str:
+    # "$1" (Postgres) -> "?1" (SQLite's numbered parameter): same numbering, so
+    # a script may use a parameter twice.
+    out = _converted.get(sql)
+    if out is None:
+        out = _converted[sql] = _PLACEHOLDER.sub(r"?\1", sql)
+    return out
+
+
+class SqliteBackend:
+    """One SQLite database file behind one thread. Made by :meth:`open`."""
+
+    dialect: Dialect = SQLITE
+
+    def __init__(self, path: Path, thread: BlockingThread, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.target = str(path)
+        self._thread = thread
+        self._conn = conn
+
+    @classmethod
+    async def open(cls, path: Path, system: ActorSystem | None = None) -> SqliteBackend:
+        """Open (creating if needed) the database file at ``path``.
+
+        Raises StoreUnavailable naming the path when it cannot be opened
+        (missing directory, permissions, not a database). A checkpoint.
+        """
+        thread = BlockingThread(system)
+        try:
+            conn = await thread.run(_connect, path)
+        except BaseException:
+            thread.close()
+            raise
+        return cls(path, thread, conn)
+
+    async def run(self, fn: Callable[..., Script[Any]], *args: Any) -> Any:
+        """Run the transaction script ``fn(dialect, *args)`` in one transaction.
+
+        A checkpoint. If cancelled, the transaction still completes (or rolls
+        back) on the thread; its result is discarded.
+        """
+        return await self._thread.run(self._drive, fn, args)
+
+    def _drive(self, fn: Callable[..., Script[Any]], args: tuple[Any, ...]) -> Any:
+        conn = self._conn
+        script = fn(SQLITE, *args)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                query = next(script)
+                while True:
+                    rows = conn.execute(_sql(query.sql), query.args).fetchall()
+                    query = script.send(rows)
+            except StopIteration as done:
+                conn.execute("COMMIT")
+                return done.value
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.target) from exc
+        finally:
+            script.close()
+
+    async def migrate(self) -> list[int]:
+        """Apply the migrations not yet applied; return their versions (empty: up to date)."""
+        return await self._thread.run(self._migrate)  # type: ignore[no-any-return]
+
+    def _migrate(self) -> list[int]:
+        conn = self._conn
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (version INTEGER PRIMARY KEY, "
+            "name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        applied = {r[0] for r in conn.execute(f"SELECT version FROM {SCHEMA_TABLE}")}
+        done = []
+        for m in pending_migrations(known_migrations("sqlite"), applied):
+            try:
+                # executescript commits anything open first and runs the file's
+                # statements as written, so the BEGIN/COMMIT make the step atomic.
+                conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{m.sql}\n;INSERT INTO {SCHEMA_TABLE} "
+                    f"VALUES ({m.version}, '{m.name}', {_NOW});\nCOMMIT;"
+                )
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise MigrationError(
+                    f"sqlite migration {m.version:04d}_{m.name} failed: {exc}"
+                ) from exc
+            _log.info("migrated", backend="sqlite", version=m.version, name=m.name)
+            done.append(m.version)
+        return done
+
+    async def aclose(self) -> None:
+        """Close the connection and end the thread. Idempotent; a checkpoint."""
+        try:
+            await self._thread.run(self._conn.close)
+        except Exception:  # already closed thread: nothing left to close
+            pass
+        self._thread.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA busy_timeout = 5000")
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(str(path), str(exc)) from exc
+    return conn
+
+
+def _translate(exc: sqlite3.Error, target: str) -> StorageError:
+    if isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in str(exc) or "disk" in str(exc) or "unable to open" in str(exc)
+    ):
+        return StoreUnavailable(target, str(exc))
+    return StorageError(f"sqlite: {exc}")

@@ -1,0 +1,387 @@
+"""The Store: greenroom's one storage interface, over either backend.
+
+Every method is one transaction (a script from ``_scripts``), so each either
+happened entirely or not at all. Every method is a checkpoint. Cancelling a
+caller mid-call may still leave the write done (the transaction completes on
+its thread) unless its docstring says otherwise; every write that a retry
+could repeat is therefore idempotent by a key (``ingest`` by the platform's
+message id, ``record_reply`` by the idempotency key, ``mark_sent`` and
+``decide`` by state). Unreachable databases raise :class:`StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import outcome
+import trio
+
+from protocols import Inbound
+from supervision import ActorSystem
+
+from . import _scripts as s
+from ._dialect import Dialect
+from ._errors import StorageError, StoreUnavailable
+from ._group import GroupCommit
+from ._records import (
+    ARTIFACT_KINDS,
+    Approval,
+    Artifact,
+    ArtifactKind,
+    AuditEntry,
+    IngestResult,
+    Job,
+    JobStatus,
+    Memory,
+    PendingReply,
+    Role,
+    Scope,
+    StoredMessage,
+    ThreadRecord,
+    Tier,
+    TokenSpend,
+    TokenUsage,
+    UserRecord,
+)
+
+__all__ = ["Backend", "Store", "open_store"]
+
+
+class Backend(Protocol):
+    """What the Store needs of a backend: run a script in a transaction, migrate, close."""
+
+    dialect: Dialect
+    target: str  # what to call the database in messages (Postgres: URL, password masked)
+
+    async def run(self, fn: Callable[..., s.Script[Any]], *args: Any) -> Any: ...
+    async def migrate(self) -> list[int]: ...
+    async def aclose(self) -> None: ...
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _check_limit(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, not {value!r}")
+
+
+class Store:
+    """greenroom's storage. Made by :func:`open_store`; see the module docstring."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        group_commit: bool = True,
+        max_batch: int = 256,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._backend = backend
+        self._clock = clock
+        self._group: GroupCommit[Inbound, IngestResult] | None = (
+            GroupCommit(self._flush_ingest, max_batch=max_batch) if group_commit else None
+        )
+
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgres"``."""
+        return self._backend.dialect.name
+
+    @property
+    def target(self) -> str:
+        """The database, as safe to show (a file path, or the URL with its password masked)."""
+        return self._backend.target
+
+    @property
+    def group_commit(self) -> GroupCommit[Inbound, IngestResult] | None:
+        """The ingest batcher (its ``batches``/``items`` counters), or None when off."""
+        return self._group
+
+    async def _run(self, fn: Callable[..., s.Script[Any]], *args: Any) -> Any:
+        return await self._backend.run(fn, *args)
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; return the versions applied (empty: up to date)."""
+        return await self._backend.migrate()
+
+    async def aclose(self) -> None:
+        """Close the backend (pool or thread). Idempotent."""
+        await self._backend.aclose()
+
+    async def ping(self) -> bool:
+        """One round trip to the database; raises StoreUnavailable when it is down."""
+        return bool(await self._run(s.ping))
+
+    # ------------------------------------------------------------ the durable inbox
+    async def ingest(self, inbound: Inbound) -> IngestResult:
+        """Store ``inbound`` and its queued job in one transaction; return both.
+
+        Idempotent on ``inbound.idempotency_key`` (platform, chat, message id):
+        a second delivery returns the first record with ``created=False`` and
+        creates nothing. When this returns, the record is durable (committed;
+        on SQLite, fsynced). With group commit, concurrent calls share a
+        transaction; see ``GroupCommit.submit`` for cancellation.
+        """
+        if self._group is not None:
+            return await self._group.submit(inbound)
+        results: list[IngestResult] = await self._run(s.ingest, [inbound], self._clock())
+        return results[0]
+
+    async def _flush_ingest(self, items: Sequence[Inbound]) -> list[outcome.Outcome[IngestResult]]:
+        try:
+            results = await self._run(s.ingest, items, self._clock())
+            return [outcome.Value(r) for r in results]
+        except StoreUnavailable:
+            raise
+        except StorageError:
+            if len(items) == 1:
+                raise
+        # One item spoiled the batch: commit the rest one by one so only it fails.
+        out: list[outcome.Outcome[IngestResult]] = []
+        for item in items:
+            try:
+                out.append(outcome.Value((await self._run(s.ingest, [item], self._clock()))[0]))
+            except StorageError as exc:
+                out.append(outcome.Error(exc))
+        return out
+
+    async def claim_jobs(self, limit: int = 1, *, thread_id: int | None = None) -> list[Job]:
+        """Hand out up to ``limit`` queued jobs, oldest first, each exactly once.
+
+        They become ``running`` with ``attempts`` raised by one. Concurrent
+        claimers (other tasks, other processes on Postgres) never get the same
+        job. With ``thread_id``, only that thread's jobs.
+        """
+        _check_limit("limit", limit)
+        return await self._run(s.claim_jobs, limit, thread_id, self._clock())  # type: ignore[no-any-return]
+
+    async def finish_job(self, job_id: int, status: JobStatus, error: str | None = None) -> Job:
+        """Move a job to ``done``/``failed`` (from running) or ``canceled`` (from queued
+        or running). Raises IllegalTransition otherwise, NotFound for an unknown id."""
+        if status not in ("done", "failed", "canceled"):
+            raise ValueError(f"status must be done, failed or canceled, not {status!r}")
+        return await self._run(s.finish_job, job_id, status, error, self._clock())  # type: ignore[no-any-return]
+
+    async def get_job(self, job_id: int) -> Job:
+        """One job; NotFound for an unknown id."""
+        return await self._run(s.get_job, job_id)  # type: ignore[no-any-return]
+
+    async def recover(self, *, max_attempts: int = 2) -> tuple[int, int]:
+        """At start: requeue the jobs a crash left ``running``; return (requeued, failed).
+
+        A job already started ``max_attempts`` times is failed instead, so a
+        message that crashes the process cannot loop forever. Call it once,
+        before claiming, from the one process that owns the database.
+        """
+        _check_limit("max_attempts", max_attempts)
+        return await self._run(s.recover, max_attempts, self._clock())  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ messages and the outbox
+    async def record_reply(
+        self,
+        thread_id: int,
+        text: str,
+        idempotency_key: str,
+        *,
+        role: Role = "assistant",
+        author: str = "",
+        reply_to: int | None = None,
+        raw: dict[str, Any] | None = None,
+    ) -> tuple[StoredMessage, bool]:
+        """Record an outgoing message before it is sent; return (record, created).
+
+        Idempotent on ``idempotency_key``: a repeat returns the first record
+        (``created`` False), whose ``sent_at`` says whether it already went
+        out. Text must not contain NUL (ValueError).
+        """
+        if role not in ("assistant", "system"):
+            raise ValueError(f"role must be assistant or system, not {role!r}")
+        if not idempotency_key:
+            raise ValueError("idempotency_key must not be empty")
+        if "\x00" in text:
+            raise ValueError("text must not contain NUL (U+0000)")
+        return await self._run(  # type: ignore[no-any-return]
+            s.record_reply,
+            thread_id,
+            text,
+            idempotency_key,
+            role,
+            author,
+            reply_to,
+            raw or {},
+            self._clock(),
+        )
+
+    async def mark_sent(
+        self, message_id: int, platform_message_id: str | None = None
+    ) -> tuple[StoredMessage, bool]:
+        """Mark a recorded reply as delivered; return (record, changed).
+
+        A second call changes nothing (``changed`` False). NotFound for an
+        unknown id; IllegalTransition for a user's message.
+        """
+        return await self._run(s.mark_sent, message_id, platform_message_id, self._clock())  # type: ignore[no-any-return]
+
+    async def unsent_replies(
+        self, platform: str | None = None, *, limit: int = 1000
+    ) -> list[PendingReply]:
+        """Replies recorded but not marked sent, oldest first: what a connector hands
+        back to its platform at start. Nothing marked sent is ever listed."""
+        _check_limit("limit", limit)
+        return await self._run(s.unsent_replies, platform, limit)  # type: ignore[no-any-return]
+
+    async def recent_messages(self, thread_id: int, limit: int = 30) -> list[StoredMessage]:
+        """The thread's last ``limit`` messages, oldest first, with their artifacts."""
+        _check_limit("limit", limit)
+        return await self._run(s.recent_messages, thread_id, limit)  # type: ignore[no-any-return]
+
+    async def get_message(self, message_id: int) -> StoredMessage:
+        """One message with its artifacts; NotFound for an unknown id."""
+        return await self._run(s.get_message, message_id)  # type: ignore[no-any-return]
+
+    async def add_artifact(
+        self, message_id: int, kind: ArtifactKind, content: Any, uri: str | None = None
+    ) -> Artifact:
+        """Attach a JSON-able artifact to a message; NotFound for an unknown message."""
+        if kind not in ARTIFACT_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(ARTIFACT_KINDS)}, not {kind!r}")
+        return await self._run(s.add_artifact, message_id, kind, content, uri, self._clock())  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ threads and users
+    async def get_thread(self, platform: str, chat_id: str) -> ThreadRecord | None:
+        """The thread for (platform, chat_id), or None before its first message."""
+        return await self._run(s.get_thread, platform, chat_id)  # type: ignore[no-any-return]
+
+    async def set_thread_summary(self, thread_id: int, summary: str) -> ThreadRecord:
+        """Replace the thread's summary of its older messages; NotFound for an unknown id."""
+        if not summary.strip():
+            raise ValueError("summary must not be empty (keep the long context instead)")
+        return await self._run(s.set_thread_summary, thread_id, summary, self._clock())  # type: ignore[no-any-return]
+
+    async def get_user(self, platform: str, user_id: str) -> UserRecord | None:
+        """A platform identity, or None if it never wrote."""
+        return await self._run(s.get_user, platform, user_id)  # type: ignore[no-any-return]
+
+    async def set_user_tier(self, platform: str, user_id: str, tier: Tier) -> UserRecord:
+        """Set a user's tier (``public``/``admin``), creating the user if needed."""
+        if tier not in ("public", "admin"):
+            raise ValueError(f"tier must be public or admin, not {tier!r}")
+        return await self._run(s.set_user_tier, platform, user_id, tier, self._clock())  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ approvals
+    async def propose(
+        self, thread_id: int, summary: str, plan: str, *, message_id: int | None = None
+    ) -> Approval:
+        """Record a pending plan for the thread; its previous pending plan, if any,
+        becomes ``superseded`` in the same transaction (never two pending)."""
+        return await self._run(s.propose, thread_id, message_id, summary, plan, self._clock())  # type: ignore[no-any-return]
+
+    async def decide(
+        self, approval_id: int, status: Literal["approved", "rejected"]
+    ) -> tuple[Approval, bool]:
+        """Approve or reject a pending plan; return (approval, changed).
+
+        A plan no longer pending (superseded, or already decided) is returned
+        as it stands with ``changed`` False: that is how a stale OK is told
+        apart. NotFound for an unknown id.
+        """
+        if status not in ("approved", "rejected"):
+            raise ValueError(f"status must be approved or rejected, not {status!r}")
+        return await self._run(s.decide, approval_id, status, self._clock())  # type: ignore[no-any-return]
+
+    async def supersede_pending(self, thread_id: int) -> Approval | None:
+        """Mark the thread's pending plan superseded; return it, or None if there was none."""
+        return await self._run(s.supersede_pending, thread_id, self._clock())  # type: ignore[no-any-return]
+
+    async def pending_approval(self, thread_id: int) -> Approval | None:
+        """The thread's pending plan, if any."""
+        return await self._run(s.pending_approval, thread_id)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ tokens, memory, audit
+    async def record_tokens(self, usage: TokenUsage) -> int:
+        """Append one LLM call to the token ledger; return its id."""
+        if usage.scope not in ("proactive", "reactive"):
+            raise ValueError(f"scope must be proactive or reactive, not {usage.scope!r}")
+        if usage.tokens_in < 0 or usage.tokens_out < 0:
+            raise ValueError("token counts must be >= 0")
+        return await self._run(s.record_tokens, usage, self._clock())  # type: ignore[no-any-return]
+
+    async def token_spend(self, scope: Scope, day: date) -> TokenSpend:
+        """What ``scope`` spent on the UTC calendar day ``day``."""
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return await self._run(s.token_spend, scope, start, start + timedelta(days=1))  # type: ignore[no-any-return]
+
+    async def remember(
+        self, user_key: str, fact: str, *, source_message_id: int | None = None
+    ) -> Memory:
+        """Keep one fact about the user ``user_key`` (``platform:id``)."""
+        if not fact.strip():
+            raise ValueError("fact must not be empty")
+        return await self._run(s.remember, user_key, fact, source_message_id, self._clock())  # type: ignore[no-any-return]
+
+    async def recall(self, user_key: str, limit: int = 50) -> list[Memory]:
+        """That user's last ``limit`` facts, oldest first; never another user's."""
+        _check_limit("limit", limit)
+        return await self._run(s.recall, user_key, limit)  # type: ignore[no-any-return]
+
+    async def audit(self, actor: str, action: str, detail: dict[str, Any] | None = None) -> int:
+        """Append an entry to the audit log (who, what, details); return its id."""
+        return await self._run(s.audit, actor, action, detail or {}, self._clock())  # type: ignore[no-any-return]
+
+    async def audit_entries(
+        self, limit: int = 100, *, action: str | None = None
+    ) -> list[AuditEntry]:
+        """The newest audit entries, newest first, optionally only one ``action``."""
+        _check_limit("limit", limit)
+        return await self._run(s.audit_entries, limit, action)  # type: ignore[no-any-return]
+
+
+@asynccontextmanager
+async def open_store(
+    database_url: str | None,
+    data_dir: Path,
+    *,
+    system: ActorSystem | None = None,
+    migrate: bool = True,
+    group_commit: bool = True,
+    max_batch: int = 256,
+    clock: Callable[[], datetime] = _utcnow,
+) -> AsyncIterator[Store]:
+    """Open the store and close it on leaving the block.
+
+    ``database_url`` ``postgresql://...`` (or ``postgres://``) selects Postgres;
+    None selects SQLite at ``<data_dir>/greenroom.db`` (the directory is
+    created). Pending migrations are applied first unless ``migrate`` is
+    False. Raises StoreUnavailable (one line, password masked) when the
+    database cannot be opened, MigrationError when its schema cannot be
+    brought up to date, ValueError for any other URL scheme.
+    """
+    from ._postgres import PostgresBackend
+    from ._sqlite import SqliteBackend
+
+    backend: Backend
+    if database_url is None:
+        path = Path(data_dir) / "greenroom.db"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(str(path), exc.strerror or str(exc)) from None
+        backend = await SqliteBackend.open(path, system)
+    elif database_url.startswith(("postgresql://", "postgres://")):
+        backend = await PostgresBackend.open(database_url)
+    else:
+        raise ValueError("database_url must start with postgresql:// (or be unset for SQLite)")
+    try:
+        store = Store(backend, group_commit=group_commit, max_batch=max_batch, clock=clock)
+        if migrate:
+            await store.migrate()
+        yield store
+    finally:
+        with trio.CancelScope(shield=True):
+            await backend.aclose()

@@ -1,0 +1,396 @@
+"""The Store contract: every test runs against SQLite and Postgres (the ``store`` fixture).
+
+What one backend does, the other must do the same way; a behaviour only one
+of them has is a bug in the other.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+import trio
+
+from protocols import Inbound
+from storage import (
+    IllegalTransition,
+    NotFound,
+    Store,
+    TokenUsage,
+    known_migrations,
+    open_store,
+)
+from tests.conftest import Clock
+
+
+def inbound(
+    n: int | str, *, chat: str = "100", user: str = "7", text: str = "hi", **kw: object
+) -> Inbound:
+    return Inbound(
+        platform="telegram", chat_id=chat, user_id=user, message_id=str(n), text=text, **kw
+    )
+
+
+# ---------------------------------------------------------------- migrations
+async def test_migrations_apply_from_empty_and_rerun_as_no_op(
+    database_url: str | None, tmp_path: Path
+) -> None:
+    async with open_store(database_url, tmp_path, migrate=False) as st:
+        assert await st.migrate() == [m.version for m in known_migrations(st.backend)]
+        assert await st.migrate() == []
+    async with open_store(database_url, tmp_path) as st:  # applied at start: nothing left
+        assert await st.migrate() == []
+        assert (await st.ingest(inbound(1))).created
+
+
+def test_both_dialects_ship_the_same_migration_numbers() -> None:
+    sqlite = [(m.version, m.name) for m in known_migrations("sqlite")]
+    postgres = [(m.version, m.name) for m in known_migrations("postgres")]
+    assert sqlite == postgres and sqlite[0] == (1, "initial")
+
+
+# ---------------------------------------------------------------- the durable inbox
+async def test_ingest_stores_message_job_thread_and_user(store: Store, clock: Clock) -> None:
+    sent = clock.now.replace(microsecond=0)
+    r = await store.ingest(
+        inbound(1, text="hello", author="Ada", sent_at=sent, raw={"u": [1, "x"]})
+    )
+    assert r.created
+    assert (r.message.role, r.message.text, r.message.author) == ("user", "hello", "Ada")
+    assert r.message.platform_message_id == "1" and r.message.raw == {"u": [1, "x"]}
+    assert r.message.created_at == clock.now and r.message.sent_at == sent
+    assert (r.job.status, r.job.attempts, r.job.mode) == ("queued", 0, "chat")
+    assert r.job.message_id == r.message.id and r.job.thread_id == r.thread.id
+    assert (r.thread.platform, r.thread.chat_id) == ("telegram", "100")
+    user = await store.get_user("telegram", "7")
+    assert user is not None and user.display_name == "Ada" and user.tier == "public"
+    assert user.key == "telegram:7"
+    assert await store.get_thread("telegram", "100") == r.thread
+    assert await store.get_thread("telegram", "nope") is None
+
+
+async def test_a_second_delivery_returns_the_first_record_and_creates_nothing(store: Store) -> None:
+    first = await store.ingest(inbound(1, text="once"))
+    again = await store.ingest(inbound(1, text="a retry may differ"))
+    assert not again.created
+    assert again.message == first.message and again.job == first.job
+    assert len(await store.recent_messages(first.thread.id)) == 1
+    assert len(await store.claim_jobs(10)) == 1
+
+
+async def test_concurrent_deliveries_of_one_message_store_it_once(store: Store) -> None:
+    results = []
+
+    async def deliver() -> None:
+        results.append(await store.ingest(inbound(5)))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(20):
+            nursery.start_soon(deliver)
+    assert sum(r.created for r in results) == 1
+    assert len({r.message.id for r in results}) == 1
+    assert len(await store.claim_jobs(50)) == 1
+
+
+async def test_concurrent_ingests_share_transactions_and_each_gets_its_own_record(
+    store: Store,
+) -> None:
+    results: dict[str, int] = {}
+
+    async def producer(p: int) -> None:
+        for i in range(10):
+            r = await store.ingest(inbound(f"{p}-{i}", chat=str(p), user=str(p)))
+            assert r.created and r.message.platform_message_id == f"{p}-{i}"
+            results[f"{p}-{i}"] = r.message.id
+
+    async with trio.open_nursery() as nursery:
+        for p in range(16):
+            nursery.start_soon(producer, p)
+    assert len(results) == 160 and len(set(results.values())) == 160
+    group = store.group_commit
+    assert group is not None and group.items == 160 and group.batches < 160
+
+
+async def test_unicode_and_a_one_megabyte_text_round_trip(store: Store) -> None:
+    texts = ["héllo wörld", "日本語のテキスト", "emoji 🎉👩‍👩‍👧", "rtl שלום", "x" * (1 << 20)]
+    for i, text in enumerate(texts):
+        await store.ingest(inbound(i, text=text, author="Zoë 🦊", raw={"t": text[:50]}))
+    thread = await store.get_thread("telegram", "100")
+    assert thread is not None
+    stored = await store.recent_messages(thread.id, limit=10)
+    assert [m.text for m in stored] == texts
+    assert stored[0].author == "Zoë 🦊" and stored[2].raw == {"t": texts[2]}
+
+
+def test_nul_is_refused_at_the_door() -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        inbound(1, text="a\x00b")
+    with pytest.raises(ValueError, match="NUL"):
+        inbound(1, raw={"k": ["\x00"]})
+
+
+async def test_claim_hands_out_oldest_first_each_job_once(store: Store) -> None:
+    ids = [(await store.ingest(inbound(i))).job.id for i in range(5)]
+    first = await store.claim_jobs(2)
+    assert [j.id for j in first] == ids[:2]
+    assert all(j.status == "running" and j.attempts == 1 for j in first)
+    rest = await store.claim_jobs(10)
+    assert [j.id for j in rest] == ids[2:]
+    assert await store.claim_jobs(10) == []
+
+
+async def test_claim_can_be_limited_to_one_thread(store: Store) -> None:
+    a = await store.ingest(inbound(1, chat="a"))
+    b = await store.ingest(inbound(2, chat="b"))
+    assert [j.id for j in await store.claim_jobs(5, thread_id=b.thread.id)] == [b.job.id]
+    assert [j.id for j in await store.claim_jobs(5)] == [a.job.id]
+
+
+async def test_two_concurrent_claimers_never_get_the_same_job(
+    store: Store, database_url: str | None, tmp_path: Path
+) -> None:
+    for i in range(120):
+        await store.ingest(inbound(i))
+    claimed: list[int] = []
+
+    async def claimer(st: Store) -> None:
+        while jobs := await st.claim_jobs(3):
+            claimed.extend(j.id for j in jobs)
+            await trio.lowlevel.checkpoint()
+
+    # A second Store is a second pool / connection: on Postgres the claims race
+    # in two server sessions, which is what SKIP LOCKED is for.
+    async with open_store(database_url, tmp_path) as other, trio.open_nursery() as nursery:
+        nursery.start_soon(claimer, store)
+        nursery.start_soon(claimer, other)
+        nursery.start_soon(claimer, store)
+    assert len(claimed) == 120 and len(set(claimed)) == 120
+
+
+async def test_finish_job_follows_the_lifecycle(store: Store) -> None:
+    queued = (await store.ingest(inbound(1))).job
+    with pytest.raises(IllegalTransition, match="'queued'; it cannot become 'done'"):
+        await store.finish_job(queued.id, "done")
+    running = (await store.claim_jobs())[0]
+    done = await store.finish_job(running.id, "done")
+    assert done.status == "done" and await store.get_job(running.id) == done
+    with pytest.raises(IllegalTransition):
+        await store.finish_job(running.id, "failed", "late")
+    other = (await store.ingest(inbound(2))).job
+    assert (await store.finish_job(other.id, "canceled")).status == "canceled"
+    third = (await store.ingest(inbound(3))).job
+    await store.claim_jobs()
+    failed = await store.finish_job(third.id, "failed", "the model said no")
+    assert (failed.status, failed.error) == ("failed", "the model said no")
+    with pytest.raises(NotFound):
+        await store.finish_job(99999, "done")
+    with pytest.raises(NotFound):
+        await store.get_job(99999)
+    with pytest.raises(ValueError, match="status must be"):
+        await store.finish_job(third.id, "queued")  # type: ignore[arg-type]
+
+
+async def test_recover_requeues_running_jobs_and_fails_ones_tried_too_often(store: Store) -> None:
+    a = (await store.ingest(inbound(1))).job
+    b = (await store.ingest(inbound(2))).job
+    c = (await store.ingest(inbound(3))).job
+    await store.claim_jobs(2)  # a and b running, attempt 1
+    assert await store.recover() == (2, 0)
+    assert (await store.get_job(a.id)).status == "queued"
+    assert (await store.get_job(c.id)).status == "queued"
+    again = await store.claim_jobs(1)  # a again: attempt 2
+    assert [j.id for j in again] == [a.id] and again[0].attempts == 2
+    assert await store.recover(max_attempts=2) == (0, 1)
+    gave_up = await store.get_job(a.id)
+    assert gave_up.status == "failed" and gave_up.error is not None
+    assert (await store.get_job(b.id)).status == "queued"
+
+
+# ---------------------------------------------------------------- the outbox
+async def test_a_reply_is_recorded_once_listed_until_sent_and_never_after(store: Store) -> None:
+    thread = (await store.ingest(inbound(1))).thread
+    reply, created = await store.record_reply(thread.id, "Understood: ...", "ack:1", raw={"ok": 3})
+    assert created and reply.role == "assistant" and reply.sent_at is None
+    same, created = await store.record_reply(thread.id, "different text", "ack:1")
+    assert not created and same == reply
+    pending = await store.unsent_replies()
+    assert [(p.message.id, p.platform, p.chat_id) for p in pending] == [
+        (reply.id, "telegram", "100")
+    ]
+    assert await store.unsent_replies("nostr") == []
+    sent, changed = await store.mark_sent(reply.id, "tg-555")
+    assert changed and sent.sent_at is not None and sent.platform_message_id == "tg-555"
+    again, changed = await store.mark_sent(reply.id, "tg-556")
+    assert not changed and again == sent
+    assert await store.unsent_replies() == []
+    repeat, created = await store.record_reply(thread.id, "x", "ack:1")
+    assert not created and repeat.sent_at is not None  # the caller sees it went out
+
+
+async def test_outbox_refuses_bad_input(store: Store) -> None:
+    r = await store.ingest(inbound(1))
+    with pytest.raises(IllegalTransition):
+        await store.mark_sent(r.message.id)
+    with pytest.raises(NotFound):
+        await store.mark_sent(424242)
+    with pytest.raises(ValueError, match="role"):
+        await store.record_reply(r.thread.id, "x", "k", role="user")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="idempotency_key"):
+        await store.record_reply(r.thread.id, "x", "")
+    with pytest.raises(ValueError, match="NUL"):
+        await store.record_reply(r.thread.id, "a\x00", "k2")
+
+
+# ---------------------------------------------------------------- context and artifacts
+async def test_recent_messages_are_the_last_n_oldest_first_with_artifacts(store: Store) -> None:
+    thread = None
+    for i in range(35):
+        r = await store.ingest(inbound(i, text=f"m{i}"))
+        thread = r.thread
+        if i in (3, 33):
+            await store.add_artifact(r.message.id, "voice_transcript", {"text": f"v{i}"})
+            await store.add_artifact(r.message.id, "file_meta", {"size": i}, uri=f"file://{i}")
+    assert thread is not None
+    await store.record_reply(thread.id, "answer", "reply:35")
+    last = await store.recent_messages(thread.id)
+    assert len(last) == 30
+    assert [m.text for m in last] == [f"m{i}" for i in range(6, 35)] + ["answer"]
+    with_art = next(m for m in last if m.text == "m33")
+    assert [(a.kind, a.content, a.uri) for a in with_art.artifacts] == [
+        ("voice_transcript", {"text": "v33"}, None),
+        ("file_meta", {"size": 33}, "file://33"),
+    ]
+    assert all(not m.artifacts for m in last if m.text != "m33")
+    full = await store.get_message(with_art.id)
+    assert full == with_art
+    assert [m.text for m in await store.recent_messages(thread.id, limit=2)] == ["m34", "answer"]
+
+
+async def test_artifacts_and_messages_refuse_unknown_ids_and_kinds(store: Store) -> None:
+    with pytest.raises(NotFound):
+        await store.add_artifact(12345, "ocr_text", {"t": "x"})
+    with pytest.raises(NotFound):
+        await store.get_message(12345)
+    r = await store.ingest(inbound(1))
+    with pytest.raises(ValueError, match="kind must be one of"):
+        await store.add_artifact(r.message.id, "video", {})  # type: ignore[arg-type]
+    assert await store.recent_messages(98765) == []
+
+
+async def test_thread_summary_and_user_tier(store: Store) -> None:
+    r = await store.ingest(inbound(1, author="Bo"))
+    updated = await store.set_thread_summary(r.thread.id, "They talked about trio.")
+    assert updated.summary == "They talked about trio."
+    assert (await store.get_thread("telegram", "100")) == updated
+    with pytest.raises(ValueError, match="summary"):
+        await store.set_thread_summary(r.thread.id, "  ")
+    with pytest.raises(NotFound):
+        await store.set_thread_summary(5555, "x")
+    admin = await store.set_user_tier("telegram", "7", "admin")
+    assert admin.tier == "admin" and admin.display_name == "Bo"
+    await store.ingest(inbound(2))  # no author this time: the name is kept
+    user = await store.get_user("telegram", "7")
+    assert user is not None and user.tier == "admin" and user.display_name == "Bo"
+    new = await store.set_user_tier("nostr", "npub1x", "public")
+    assert new.platform == "nostr" and await store.get_user("nostr", "npub1y") is None
+
+
+# ---------------------------------------------------------------- approvals
+async def test_a_new_plan_supersedes_the_pending_one_and_a_stale_ok_is_visible(
+    store: Store,
+) -> None:
+    r = await store.ingest(inbound(1))
+    assert await store.pending_approval(r.thread.id) is None
+    old = await store.propose(r.thread.id, "wants a poem", "write a poem", message_id=r.message.id)
+    assert old.status == "pending" and await store.pending_approval(r.thread.id) == old
+    new = await store.propose(r.thread.id, "wants a song", "write a song")
+    assert await store.pending_approval(r.thread.id) == new
+    stale, changed = await store.decide(old.id, "approved")
+    assert not changed and stale.status == "superseded"
+    ok, changed = await store.decide(new.id, "approved")
+    assert changed and ok.status == "approved" and ok.decided_at is not None
+    again, changed = await store.decide(new.id, "rejected")
+    assert not changed and again.status == "approved"
+    assert await store.pending_approval(r.thread.id) is None
+    third = await store.propose(r.thread.id, "s", "p")
+    gone = await store.supersede_pending(r.thread.id)
+    assert gone is not None and gone.id == third.id and gone.status == "superseded"
+    assert await store.supersede_pending(r.thread.id) is None
+    with pytest.raises(NotFound):
+        await store.decide(777, "approved")
+    with pytest.raises(ValueError, match="approved or rejected"):
+        await store.decide(third.id, "pending")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- tokens, memory, audit
+async def test_token_spend_sums_by_scope_and_utc_day(store: Store, clock: Clock) -> None:
+    today = clock.now.date()
+    await store.record_tokens(TokenUsage("reactive", "anthropic", "haiku", 100, 20, 0.001))
+    await store.record_tokens(TokenUsage("reactive", "openai", "gpt", 5, 5, 0.5, {"job": 1}))
+    await store.record_tokens(TokenUsage("proactive", "anthropic", "haiku", 1000, 0, 0.01))
+    clock.advance(days=1)
+    await store.record_tokens(TokenUsage("reactive", "anthropic", "haiku", 7, 3, 0.2))
+    spend = await store.token_spend("reactive", today)
+    assert (spend.calls, spend.tokens_in, spend.tokens_out, spend.tokens_total) == (2, 105, 25, 130)
+    assert spend.cost == pytest.approx(0.501)
+    assert (await store.token_spend("proactive", today)).tokens_total == 1000
+    assert (await store.token_spend("reactive", clock.now.date())).tokens_total == 10
+    empty = await store.token_spend("proactive", date(2020, 1, 1))
+    assert (empty.calls, empty.tokens_total, empty.cost) == (0, 0, 0.0)
+    with pytest.raises(ValueError, match="scope"):
+        await store.record_tokens(TokenUsage("other", "p", "m", 1, 1, 0.0))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=">= 0"):
+        await store.record_tokens(TokenUsage("reactive", "p", "m", -1, 1, 0.0))
+
+
+async def test_memories_belong_to_one_user(store: Store) -> None:
+    m1 = await store.remember("telegram:1", "likes tea")
+    await store.remember("telegram:2", "likes coffee")
+    m3 = await store.remember("telegram:1", "lives in Lyon", source_message_id=None)
+    mine = await store.recall("telegram:1")
+    assert [m.fact for m in mine] == ["likes tea", "lives in Lyon"]
+    assert [m.id for m in mine] == [m1.id, m3.id]
+    assert [m.fact for m in await store.recall("telegram:1", limit=1)] == ["lives in Lyon"]
+    assert [m.fact for m in await store.recall("telegram:2")] == ["likes coffee"]
+    with pytest.raises(ValueError, match="fact"):
+        await store.remember("telegram:1", " ")
+
+
+async def test_audit_log_keeps_who_did_what(store: Store) -> None:
+    a = await store.audit("uid:0", "debug.kill", {"path": "/connectors/http", "reason": "test"})
+    b = await store.audit("uid:0", "debug.inject", {"path": "/users/x"})
+    entries = await store.audit_entries()
+    assert [e.id for e in entries] == [b, a]
+    assert entries[1].detail == {"path": "/connectors/http", "reason": "test"}
+    kills = await store.audit_entries(action="debug.kill")
+    assert [e.action for e in kills] == ["debug.kill"] and kills[0].actor == "uid:0"
+    with pytest.raises(ValueError, match="limit"):
+        await store.audit_entries(0)
+
+
+async def test_concurrent_writers_of_every_kind_lose_nothing(store: Store) -> None:
+    thread = (await store.ingest(inbound("seed"))).thread
+
+    async def writer(w: int) -> None:
+        for i in range(8):
+            await store.ingest(inbound(f"w{w}-{i}", chat=f"c{w}"))
+            await store.record_reply(thread.id, f"r{w}-{i}", f"reply:{w}:{i}")
+            await store.audit(f"w{w}", "write", {"i": i})
+            await store.remember(f"u:{w}", f"fact {i}")
+
+    async with trio.open_nursery() as nursery:
+        for w in range(8):
+            nursery.start_soon(writer, w)
+    assert len(await store.unsent_replies(limit=1000)) == 64
+    assert len(await store.audit_entries(limit=1000)) == 64
+    for w in range(8):
+        assert len(await store.recall(f"u:{w}")) == 8
+    assert len(await store.claim_jobs(100)) == 65
+    assert await store.ping()
+
+
+async def test_limits_are_validated(store: Store) -> None:
+    for call in (store.claim_jobs(0), store.recent_messages(1, 0), store.recall("u", -1)):
+        with pytest.raises(ValueError, match=">= 1"):
+            await call

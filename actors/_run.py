@@ -1,4 +1,9 @@
-"""``greenroom run``: start the tree, stay up until SIGINT/SIGTERM, stop in order."""
+"""``greenroom run`` and ``greenroom migrate``.
+
+``run`` opens the Store (applying migrations, requeueing jobs a crash left
+running), starts the tree, stays up until SIGINT/SIGTERM, stops the tree in
+order, then closes the Store.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import structlog
 import trio
 
 from config import Settings
+from storage import Store, open_store
 from supervision import open_system
 
 from ._tree import build_root
@@ -16,20 +22,48 @@ from ._tree import build_root
 _log = structlog.get_logger("greenroom.run")
 
 
+def _database_url(settings: Settings) -> str | None:
+    return None if settings.database_url is None else settings.database_url.get_secret_value()
+
+
+async def migrate(settings: Settings) -> list[int]:
+    """Apply pending migrations to the configured database; return the versions applied.
+
+    Raises ``storage.StoreUnavailable`` or ``storage.MigrationError`` (one line).
+    """
+    async with open_store(_database_url(settings), settings.data_dir, migrate=False) as store:
+        return await store.migrate()
+
+
 async def run(settings: Settings) -> int:
     """Run the application until a signal (exit status 0) or a root failure (1).
 
     On SIGINT or SIGTERM the tree is stopped in order, each child within its
-    shutdown timeout, before this returns.
+    shutdown timeout, before this returns. Raises ``storage.StoreUnavailable``
+    (``DatabaseInUse`` when another greenroom owns the database) or
+    ``storage.MigrationError`` before starting anything.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    async with open_store(_database_url(settings), settings.data_dir, exclusive=True) as store:
+        requeued, failed = await store.recover()
+        _log.info(
+            "store_opened",
+            backend=store.backend,
+            target=store.target,
+            requeued_jobs=requeued,
+            failed_jobs=failed,
+        )
+        return await _run_tree(settings, store)
+
+
+async def _run_tree(settings: Settings, store: Store) -> int:
     for door, status in settings.enabled_doors().items():
         if status is not True:
             _log.info("door_not_started", door=door, reason=status)
     k = settings.kernel
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_system(
-            build_root(settings),
+            build_root(settings, store),
             mailbox_capacity=k.mailbox_capacity,
             ask_timeout_s=k.ask_timeout_s,
             dead_letter_capacity=k.dead_letter_capacity,

@@ -17,6 +17,8 @@ from supervision import Actor
 class UserThread(Actor):
     """One user's thread. Answers ``Ping`` with how many pings this user sent."""
 
+    accepts = (Ping,)
+
     def __init__(self, key: str) -> None:
         self.key = key
         self.pings = 0

@@ -81,9 +81,13 @@ class HttpSettings(_Section):
 
 
 class DebugSettings(_Section):
-    """``[debug]``: the optional loopback TCP debug listener."""
+    """``[debug]``: the debug socket's limits and the optional loopback TCP listener."""
 
     tcp: str = ""  # "" = off, else a loopback HOST:PORT; requires debug_token
+    # A request frame above this closes its connection with a too_large error.
+    max_frame_bytes: int = Field(1 << 20, ge=1024, le=64 << 20)
+    max_connections: int = Field(32, ge=1)  # open connections; more wait in the backlog
+    max_in_flight: int = Field(64, ge=1)  # requests running at once per connection
 
     @field_validator("tcp")
     @classmethod

@@ -10,7 +10,14 @@ this package. Errors are :class:`StorageError` and its subclasses.
 
 from __future__ import annotations
 
-from ._errors import IllegalTransition, MigrationError, NotFound, StorageError, StoreUnavailable
+from ._errors import (
+    DatabaseInUse,
+    IllegalTransition,
+    MigrationError,
+    NotFound,
+    StorageError,
+    StoreUnavailable,
+)
 from ._group import GroupCommit
 from ._migrate import Migration, known_migrations
 from ._records import (
@@ -48,6 +55,7 @@ __all__ = [
     "ArtifactKind",
     "AuditEntry",
     "Backend",
+    "DatabaseInUse",
     "GroupCommit",
     "IllegalTransition",
     "IngestResult",

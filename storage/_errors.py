@@ -4,6 +4,7 @@
 
     StorageError                  anything the Store refuses or cannot do
     ├── StoreUnavailable          the database cannot be reached or opened (config or outage)
+    │   └── DatabaseInUse         another greenroom process owns it (exclusive open)
     ├── MigrationError            the schema cannot be brought up to date
     ├── IllegalTransition         a status change the lifecycle forbids (caller's bug or a race)
     └── NotFound                  the id names no row
@@ -14,7 +15,14 @@ boundary (``raise ... from exc``); a message never contains a password.
 
 from __future__ import annotations
 
-__all__ = ["IllegalTransition", "MigrationError", "NotFound", "StorageError", "StoreUnavailable"]
+__all__ = [
+    "DatabaseInUse",
+    "IllegalTransition",
+    "MigrationError",
+    "NotFound",
+    "StorageError",
+    "StoreUnavailable",
+]
 
 
 class StorageError(Exception):
@@ -28,6 +36,14 @@ class StoreUnavailable(StorageError):
         super().__init__(f"cannot open the database at {target}: {reason}")
         self.target = target
         self.reason = reason
+
+
+class DatabaseInUse(StoreUnavailable):
+    """Another greenroom process opened this database exclusively (``open_store(exclusive=True)``).
+
+    Two processes on one database would each requeue the other's running jobs
+    at start and answer those messages twice; the second one stops instead.
+    """
 
 
 class MigrationError(StorageError):

@@ -21,7 +21,7 @@ from protocols import mask_url
 
 from ._aioloop import LoopThread
 from ._dialect import POSTGRES, Dialect
-from ._errors import MigrationError, StorageError, StoreUnavailable
+from ._errors import DatabaseInUse, MigrationError, StorageError, StoreUnavailable
 from ._migrate import SCHEMA_TABLE, known_migrations, pending_migrations
 from ._scripts import Script
 
@@ -30,6 +30,9 @@ __all__ = ["PostgresBackend"]
 _log = structlog.get_logger("greenroom.storage")
 # pg_advisory_xact_lock key for migrations: any constant unique to greenroom.
 _MIGRATION_LOCK = 0x67726E72  # "grnr"
+# Session advisory lock held by the process that owns the database (< 2**32,
+# so pg_locks shows it as classid 0, objid this).
+_OWNER_LOCK = 0x67726F77  # "grow"
 _CONNECTION_ERRORS = (
     OSError,
     asyncio.TimeoutError,
@@ -49,6 +52,7 @@ class PostgresBackend:
         self.target = target
         self._loop = loop
         self._pool = pool
+        self._owner: asyncpg.Connection | None = None
 
     @classmethod
     async def open(
@@ -105,6 +109,33 @@ class PostgresBackend:
             finally:
                 script.close()
 
+    async def take_ownership(self) -> None:
+        """Hold a session advisory lock on one pooled connection until :meth:`aclose`.
+
+        Raises DatabaseInUse naming the server process of the holder. If the
+        server drops that connection, the lock goes with it.
+        """
+        if self._owner is None:
+            try:
+                await self._loop.run(self._take_ownership)
+            except _CONNECTION_ERRORS as exc:
+                raise StoreUnavailable(self.target, _reason(exc)) from exc
+
+    async def _take_ownership(self) -> None:
+        conn = await self._pool.acquire()
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", _OWNER_LOCK):
+            self._owner = conn
+            return
+        holder = await conn.fetchval(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 "
+            "AND objid = $1 AND granted",
+            _OWNER_LOCK,
+        )
+        await self._pool.release(conn)
+        raise DatabaseInUse(
+            self.target, f"another greenroom process (postgres backend pid {holder}) has it open"
+        )
+
     async def migrate(self) -> list[int]:
         """Apply the migrations not yet applied; return their versions (empty: up to date)."""
         try:
@@ -140,6 +171,10 @@ class PostgresBackend:
     async def aclose(self) -> None:
         """Close the pool (waiting for connections in use) and the loop thread. Idempotent."""
         try:
+            if self._owner is not None:
+                # The pool's reset on release runs pg_advisory_unlock_all().
+                owner, self._owner = self._owner, None
+                await self._loop.run(self._pool.release, owner)
             await self._loop.run(self._pool.close)
         except Exception:  # a closed loop: nothing left to close
             pass

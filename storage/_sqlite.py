@@ -8,6 +8,8 @@ process crash; group commit is what pays for the fsync.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import sqlite3
 from collections.abc import Callable
@@ -19,7 +21,7 @@ import structlog
 from supervision import ActorSystem, BlockingThread
 
 from ._dialect import SQLITE, Dialect
-from ._errors import MigrationError, StorageError, StoreUnavailable
+from ._errors import DatabaseInUse, MigrationError, StorageError, StoreUnavailable
 from ._migrate import SCHEMA_TABLE, known_migrations, pending_migrations
 from ._scripts import Script
 
@@ -51,6 +53,7 @@ class SqliteBackend:
         self.target = str(path)
         self._thread = thread
         self._conn = conn
+        self._lock_fd: int | None = None
 
     @classmethod
     async def open(cls, path: Path, system: ActorSystem | None = None) -> SqliteBackend:
@@ -96,6 +99,31 @@ class SqliteBackend:
         finally:
             script.close()
 
+    async def take_ownership(self) -> None:
+        """Hold an exclusive lock (``<file>.lock``, flock) until :meth:`aclose`.
+
+        Raises DatabaseInUse naming the process that holds it. Not a checkpoint
+        in effect (flock with LOCK_NB never waits).
+        """
+        if self._lock_fd is not None:
+            return
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DatabaseInUse(
+                self.target, f"another greenroom process (pid {holder}) has it open"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
     async def migrate(self) -> list[int]:
         """Apply the migrations not yet applied; return their versions (empty: up to date)."""
         return await self._thread.run(self._migrate)  # type: ignore[no-any-return]
@@ -133,6 +161,9 @@ class SqliteBackend:
         except Exception:  # already closed thread: nothing left to close
             pass
         self._thread.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
 
 
 def _connect(path: Path) -> sqlite3.Connection:

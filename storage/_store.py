@@ -58,6 +58,7 @@ class Backend(Protocol):
     target: str  # what to call the database in messages (Postgres: URL, password masked)
 
     async def run(self, fn: Callable[..., s.Script[Any]], *args: Any) -> Any: ...
+    async def take_ownership(self) -> None: ...
     async def migrate(self) -> list[int]: ...
     async def aclose(self) -> None: ...
 
@@ -349,6 +350,7 @@ async def open_store(
     *,
     system: ActorSystem | None = None,
     migrate: bool = True,
+    exclusive: bool = False,
     group_commit: bool = True,
     max_batch: int = 256,
     clock: Callable[[], datetime] = _utcnow,
@@ -357,10 +359,13 @@ async def open_store(
 
     ``database_url`` ``postgresql://...`` (or ``postgres://``) selects Postgres;
     None selects SQLite at ``<data_dir>/greenroom.db`` (the directory is
-    created). Pending migrations are applied first unless ``migrate`` is
-    False. Raises StoreUnavailable (one line, password masked) when the
-    database cannot be opened, MigrationError when its schema cannot be
-    brought up to date, ValueError for any other URL scheme.
+    created). With ``exclusive``, this process takes ownership of the
+    database until the block ends (``greenroom run`` does: ``recover()`` is
+    only safe in the one process that works the inbox). Pending migrations
+    are applied first unless ``migrate`` is False. Raises StoreUnavailable
+    (one line, password masked) when the database cannot be opened,
+    DatabaseInUse when another process owns it, MigrationError when its
+    schema cannot be brought up to date, ValueError for any other scheme.
     """
     from ._postgres import PostgresBackend
     from ._sqlite import SqliteBackend
@@ -379,6 +384,8 @@ async def open_store(
         raise ValueError("database_url must start with postgresql:// (or be unset for SQLite)")
     try:
         store = Store(backend, group_commit=group_commit, max_batch=max_batch, clock=clock)
+        if exclusive:
+            await backend.take_ownership()
         if migrate:
             await store.migrate()
         yield store

@@ -31,6 +31,10 @@ class _ActorBase:
     mailbox_capacity: ClassVar[int | None] = None
     #: "trio": receive runs on the trio loop; "thread": on a dedicated pykka thread.
     dispatcher: ClassVar[Dispatcher] = "trio"
+    #: The message types ``receive`` handles, for operators and tools (the debug
+    #: socket's ``types`` op shows each registered one with its JSON schema).
+    #: Informational: the kernel does not filter messages by it.
+    accepts: ClassVar[tuple[type, ...]] = ()
 
     _cell: Cell
 

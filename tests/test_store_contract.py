@@ -14,6 +14,7 @@ import trio
 
 from protocols import Inbound
 from storage import (
+    DatabaseInUse,
     IllegalTransition,
     NotFound,
     Store,
@@ -42,6 +43,21 @@ async def test_migrations_apply_from_empty_and_rerun_as_no_op(
     async with open_store(database_url, tmp_path) as st:  # applied at start: nothing left
         assert await st.migrate() == []
         assert (await st.ingest(inbound(1))).created
+
+
+async def test_an_exclusive_open_keeps_a_second_process_out_until_closed(
+    database_url: str | None, tmp_path: Path
+) -> None:
+    """Two greenroom processes on one database would requeue each other's running
+    jobs at start (recover) and answer those messages twice."""
+    async with open_store(database_url, tmp_path, exclusive=True) as owner:
+        with pytest.raises(DatabaseInUse, match="another greenroom process"):
+            async with open_store(database_url, tmp_path, exclusive=True):
+                pass
+        async with open_store(database_url, tmp_path) as reader:  # not exclusive: allowed
+            assert await reader.ping() and await owner.ping()
+    async with open_store(database_url, tmp_path, exclusive=True) as again:
+        assert await again.ping()
 
 
 def test_both_dialects_ship_the_same_migration_numbers() -> None:

@@ -1,0 +1,41 @@
+"""``/storage``: the tree's view of the Store, first child of the root.
+
+The Store itself is opened by ``greenroom run`` before the tree starts (so a
+bad ``DATABASE_URL`` is one line and exit 2, not a crash loop) and closed
+after the tree stopped (so every actor's last write lands). This actor makes
+the database visible in the tree: ``ask /storage kernel.Ping`` is the
+readiness probe operators and ``/readyz`` use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocols import Ping, Pong
+from storage import StorageError, Store
+from supervision import Actor
+
+
+class StorageActor(Actor):
+    """Answers ``Ping`` with the backend, the database (password masked) and whether
+    it answered a round trip."""
+
+    accepts = (Ping,)
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def receive(self, msg: Any) -> Any:
+        match msg:
+            case Ping():
+                # A database outage is reported, not raised: failing this actor
+                # would only restart it, and a flapping database must not make
+                # the root supervisor give up on the whole process.
+                try:
+                    await self.store.ping()
+                    state = "ok"
+                except StorageError as exc:
+                    state = f"unavailable: {exc}"
+                return Pong(note=f"{self.store.backend} {self.store.target}: {state}")
+            case _:
+                raise TypeError(f"{self.path} does not handle {type(msg).__name__}")

@@ -147,31 +147,25 @@ def _with_database(url: str, name: str) -> str:
 def create_database(admin_url: str, prefix: str = "gr_test") -> str:
     """Create a fresh, empty database and return its URL. Not for use inside a
     running event loop (it runs its own)."""
-    import asyncpg
-
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-
-    async def go() -> None:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(go())
+    _admin(admin_url, f'CREATE DATABASE "{name}"')
     return _with_database(admin_url, name)
 
 
 def drop_database(admin_url: str, url: str) -> None:
     """Drop a database made by :func:`create_database` (its connections are ended first)."""
-    import asyncpg
-
     name = url.partition("?")[0].rsplit("/", 1)[1]
+    _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _admin(admin_url: str, sql: str) -> None:
+    # CREATE/DROP DATABASE cannot run in a transaction: one plain connection.
+    import asyncpg
 
     async def go() -> None:
         conn = await asyncpg.connect(admin_url)
         try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(sql)
         finally:
             await conn.close()
 

@@ -348,23 +348,27 @@ class Ops:
         }
 
     # ------------------------------------------------------------------ acting ops
-    async def _inject(self, req: Mapping[str, Any], peer: Peer) -> Any:
+    async def _delivery(
+        self, req: Mapping[str, Any], peer: Peer
+    ) -> tuple[ActorRef, str, Message, float]:
+        """Validate an inject/ask (path, timeout, type and body), audit it, and
+        return where it goes and what."""
         path = _str(req, "path")
         timeout = _timeout(req, self.system.ask_timeout_s or 5.0)
         name, msg = self._message(req)
         ref = self._target(path)
         await self._audit(req, peer, path=ref.path, type=name)
+        return ref, name, msg, timeout
+
+    async def _inject(self, req: Mapping[str, Any], peer: Peer) -> Any:
+        ref, name, msg, timeout = await self._delivery(req, peer)
         with trio.move_on_after(timeout):
             await ref.tell(msg)
             return {"path": ref.path, "type": name, "delivered": True}
         raise DebugError("timeout", f"mailbox of {ref.path} stayed full for {timeout:g}s")
 
     async def _ask(self, req: Mapping[str, Any], peer: Peer) -> Any:
-        path = _str(req, "path")
-        timeout = _timeout(req, self.system.ask_timeout_s or 5.0)
-        name, msg = self._message(req)
-        ref = self._target(path)
-        await self._audit(req, peer, path=ref.path, type=name)
+        ref, name, msg, timeout = await self._delivery(req, peer)
         try:
             reply = await ref.ask(msg, timeout=timeout)
         except AskTimeout:

@@ -41,28 +41,40 @@ async def read_events(proc: trio.Process, until: str) -> list[dict[str, object]]
     return events
 
 
-async def test_run_starts_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    """`greenroom run` starts the tree, says which doors are off, and on SIGTERM
-    stops the tree in order and exits 0."""
+async def run_until_started(
+    tmp_path: Path, while_running: object = None, **extra: str
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """Start `greenroom run`, wait for `started`, call ``while_running(pid)`` (in a
+    thread), then SIGTERM it and check it exits 0; return the log events up to
+    `started` and from there to `stopped`."""
     async with trio.open_nursery() as nursery:
         proc: trio.Process = await nursery.start(
             lambda **kw: trio.run_process(
                 [*GREENROOM, "--data-dir", str(tmp_path), "run"],
                 stderr=subprocess.PIPE,
                 check=False,
-                env=env(GREENROOM_LOG__FORMAT="json"),
+                env=env(GREENROOM_LOG__FORMAT="json", **extra),
                 **kw,
             )
         )
-        started = await read_events(proc, "started")
-        doors = {e["door"] for e in started if e["event"] == "door_not_started"}
-        assert doors == {"telegram", "nostr", "lnbits"}
-        # root, storage, connectors, users, debug
-        assert [e["actors"] for e in started if e["event"] == "started"] == [5]
+        events = await read_events(proc, "started")
+        if callable(while_running):
+            await trio.to_thread.run_sync(while_running, proc.pid)
         proc.send_signal(signal.SIGTERM)
         stopped = await read_events(proc, "stopped")
-        assert [e["signal"] for e in stopped if e["event"] == "stopping"] == ["SIGTERM"]
         assert await proc.wait() == 0
+    return events, stopped
+
+
+async def test_run_starts_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """`greenroom run` starts the tree, says which doors are off, and on SIGTERM
+    stops the tree in order and exits 0."""
+    started, stopped = await run_until_started(tmp_path)
+    doors = {e["door"] for e in started if e["event"] == "door_not_started"}
+    assert doors == {"telegram", "nostr", "lnbits"}
+    # root, storage, connectors, users, debug
+    assert [e["actors"] for e in started if e["event"] == "started"] == [5]
+    assert [e["signal"] for e in stopped if e["event"] == "stopping"] == ["SIGTERM"]
     assert tmp_path.is_dir()
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,20 +20,10 @@ from hypothesis import strategies as st
 
 from protocols import FRAME_HEADER, decode, encode
 from supervision._debug_ops import OPS
+from supervision._debug_wire import ErrorKind
 from tests.debugkit import Live, start
 
-KINDS = {
-    "bad_frame",
-    "unknown_op",
-    "unknown_path",
-    "unknown_type",
-    "invalid_body",
-    "timeout",
-    "unauthorized",
-    "too_large",
-    "actor_failed",
-    "internal",
-}
+KINDS = set(get_args(ErrorKind))
 
 
 @pytest.fixture(scope="module")

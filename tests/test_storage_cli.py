@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 from pathlib import Path
 
 import pytest
-import trio
 
-from tests.test_cli import GREENROOM, env, read_events
+from tests.test_cli import GREENROOM, env, run_until_started
 
 
 def greenroom(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
@@ -49,39 +47,15 @@ def test_a_database_that_cannot_be_reached_is_one_line_with_the_password_masked(
     assert "s3cret-pw" not in done.stderr + done.stdout and "Traceback" not in done.stderr
 
 
-async def run_until_started(
-    tmp_path: Path, while_running: object = None, **extra: str
-) -> list[dict[str, object]]:
-    """Start `greenroom run`, wait for `started`, call ``while_running(pid)`` (in a
-    thread), then SIGTERM it and check it exits 0."""
-    async with trio.open_nursery() as nursery:
-        proc: trio.Process = await nursery.start(
-            lambda **kw: trio.run_process(
-                [*GREENROOM, "--data-dir", str(tmp_path), "run"],
-                stderr=subprocess.PIPE,
-                check=False,
-                env=env(GREENROOM_LOG__FORMAT="json", **extra),
-                **kw,
-            )
-        )
-        events = await read_events(proc, "started")
-        if callable(while_running):
-            await trio.to_thread.run_sync(while_running, proc.pid)
-        proc.send_signal(signal.SIGTERM)
-        await read_events(proc, "stopped")
-        assert await proc.wait() == 0
-    return events
-
-
 async def test_run_uses_sqlite_by_default(tmp_path: Path) -> None:
-    events = await run_until_started(tmp_path)
+    events, _ = await run_until_started(tmp_path)
     [opened] = [e for e in events if e["event"] == "store_opened"]
     assert opened["backend"] == "sqlite" and opened["target"] == str(tmp_path / "greenroom.db")
     assert (tmp_path / "greenroom.db").is_file()
 
 
 async def test_run_uses_postgres_when_database_url_is_set(tmp_path: Path, pg_url: str) -> None:
-    events = await run_until_started(tmp_path, DATABASE_URL=pg_url)
+    events, _ = await run_until_started(tmp_path, DATABASE_URL=pg_url)
     [opened] = [e for e in events if e["event"] == "store_opened"]
     assert opened["backend"] == "postgres" and opened["target"] == pg_url
     assert [e["version"] for e in events if e["event"] == "migrated"] == [1]

@@ -8,6 +8,7 @@ Every transaction script (``_scripts.py``) is written once, with Postgres-style
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -56,6 +57,17 @@ class Dialect:
         """``from_ts`` that passes NULL through."""
         return None if value is None else self.from_ts(value)
 
+    def rows(
+        self, types: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> tuple[str, tuple[Any, ...]]:
+        """The row source of a multi-row INSERT (``VALUES ...`` or a SELECT), with
+        its arguments numbered from ``$1``. ``types`` are Postgres type names."""
+        raise NotImplementedError
+
+    def any_of(self, pg_type: str, values: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+        """A predicate tail meaning "is one of ``values``" (``$1``) and its argument."""
+        raise NotImplementedError
+
 
 class _Postgres(Dialect):
     # timestamptz and jsonb: asyncpg converts datetimes itself, and the pool
@@ -76,6 +88,21 @@ class _Postgres(Dialect):
     def from_json(self, value: Any) -> Any:
         return value
 
+    # One array per column: the statement text is the same whatever the batch
+    # size, so asyncpg prepares it once per connection. With "VALUES ($1..$n)"
+    # every batch size was a new statement to parse and plan (measured: the
+    # dedup SELECT alone took 7.9 ms of a 29 ms batch of 80).
+    def rows(
+        self, types: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> tuple[str, tuple[Any, ...]]:
+        arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=1))
+        return f"SELECT * FROM unnest({arrays})", tuple(
+            list(col) for col in zip(*rows, strict=True)
+        )
+
+    def any_of(self, pg_type: str, values: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+        return f"= ANY($1::{pg_type}[])", (list(values),)
+
 
 class _Sqlite(Dialect):
     # REAL Unix seconds sort and compare like the timestamps they are, and
@@ -94,6 +121,20 @@ class _Sqlite(Dialect):
 
     def from_json(self, value: Any) -> Any:
         return json.loads(value)
+
+    def rows(
+        self, types: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> tuple[str, tuple[Any, ...]]:
+        width = len(types)
+        marks = ", ".join(
+            "(" + ", ".join(f"${r * width + c + 1}" for c in range(width)) + ")"
+            for r in range(len(rows))
+        )
+        return f"VALUES {marks}", tuple(v for row in rows for v in row)
+
+    def any_of(self, pg_type: str, values: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+        # One parameter whatever the count (SQLite caps parameters per statement).
+        return "IN (SELECT value FROM json_each($1))", (json.dumps(list(values)),)
 
 
 POSTGRES: Dialect = _Postgres()

@@ -172,13 +172,25 @@ class PostgresBackend:
         """Close the pool (waiting for connections in use) and the loop thread. Idempotent."""
         try:
             if self._owner is not None:
-                # The pool's reset on release runs pg_advisory_unlock_all().
                 owner, self._owner = self._owner, None
-                await self._loop.run(self._pool.release, owner)
+                await self._loop.run(_release_owner, self._pool, owner)
             await self._loop.run(self._pool.close)
         except Exception:  # a closed loop: nothing left to close
             pass
         await self._loop.aclose()
+
+
+async def _release_owner(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+    # Explicitly: the pool's reset on release does not run (see _keep_session).
+    await conn.execute("SELECT pg_advisory_unlock($1)", _OWNER_LOCK)
+    await pool.release(conn)
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset hook: nothing. The default reset is a round trip per
+    release (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``),
+    about 1 ms here, for session state our scripts never change; asyncpg still
+    rolls back a transaction left open."""
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -195,6 +207,7 @@ async def _create_pool(
         timeout=connect_timeout_s,
         command_timeout=command_timeout_s,
         init=_init_connection,
+        reset=_keep_session,
     )
 
 

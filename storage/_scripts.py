@@ -159,46 +159,54 @@ def _one(rows: list[Row], what: str, ident: int) -> Row:
 
 
 # ---------------------------------------------------------------- the durable inbox
-def _marks(start: int, n: int, width: int = 1) -> str:
-    """``($s, $s+1), ($s+2, $s+3)`` for n rows of ``width`` values (``$s, $s+1`` when width 1)."""
-    if width == 1:
-        return ", ".join(f"${i}" for i in range(start, start + n))
-    return ", ".join(
-        "(" + ", ".join(f"${start + r * width + c}" for c in range(width)) + ")" for r in range(n)
-    )
+_MSG_TYPES = (
+    "text",
+    "bigint",
+    "bigint",
+    "text",
+    "text",
+    "text",
+    "text",
+    "jsonb",
+    "timestamptz",
+    "timestamptz",
+)
+_JOB_TYPES = ("bigint", "bigint", "text", "text", "jsonb", "timestamptz", "timestamptz")
+
+
+def _where_in(
+    d: Dialect, column: str, pg_type: str, values: Sequence[Any]
+) -> tuple[str, tuple[Any, ...]]:
+    predicate, args = d.any_of(pg_type, values)
+    return f"{column} {predicate}", args
 
 
 def ingest(d: Dialect, items: Sequence[Inbound], now: datetime) -> Script[list[IngestResult]]:
     """Store each inbound message with its queued job; a known one is returned as stored.
 
-    Set-based: about seven statements for the whole batch, whatever its size
-    (one statement per item per table made a 128-item Postgres batch cost 300
-    round trips). Items are matched to returned rows by natural key, never by
-    row order, which neither dialect promises for RETURNING. The same key
-    twice in one batch is stored once; the later items get ``created=False``.
+    Set-based: four statements for the whole batch, whatever its
+    size (one statement per item per table made a 128-item Postgres batch
+    cost 300 round trips), each with the same text whatever the batch size
+    (see ``Dialect.rows``). Items are matched to returned rows by natural
+    key, never by row order, which neither dialect promises for RETURNING.
+    The same key twice in one batch is stored once; the later items get
+    ``created=False``.
     """
     ts = d.ts(now)
     first: dict[str, Inbound] = {}
     for m in items:
         first.setdefault(m.idempotency_key, m)
-    keys = list(first)
-    rows = yield Q(
-        f"SELECT {_MSG} FROM chat_messages WHERE idempotency_key IN ({_marks(1, len(keys))})",
-        tuple(keys),
-    )
-    messages = {r["idempotency_key"]: r for r in rows}
-    new = [m for k, m in first.items() if k not in messages]
-    created: set[str] = set()
-    job_of: dict[int, Job] = {}
-    thread_of: dict[int, ThreadRecord] = {}
-    if new:
-        user_ids = yield from _upsert_users(new, ts)
-        threads = yield from _upsert_threads(d, new, ts)
-        thread_of.update((t.id, t) for t in threads.values())
-        values: list[Any] = []
-        for m in new:
-            sent = d.ts(m.sent_at) if m.sent_at is not None else None
-            values += [
+    new = list(first.values())
+    # No "which of these exist?" SELECT first: in the common case none do, and
+    # on a young table Postgres plans that lookup as a sequential scan (seen:
+    # 10 ms of a 30 ms batch). A redelivery only refreshes last_seen/updated_at.
+    user_ids = yield from _upsert_users(d, new, ts)
+    threads = yield from _upsert_threads(d, new, ts)
+    thread_of: dict[int, ThreadRecord] = {t.id: t for t in threads.values()}
+    source, args = d.rows(
+        _MSG_TYPES,
+        [
+            (
                 "user",
                 threads[(m.platform, m.chat_id)].id,
                 user_ids[(m.platform, m.user_id)],
@@ -208,61 +216,60 @@ def ingest(d: Dialect, items: Sequence[Inbound], now: datetime) -> Script[list[I
                 m.idempotency_key,
                 d.json(m.raw),
                 ts,
-                sent,
-            ]
-        inserted = yield Q(
-            "INSERT INTO chat_messages (role, thread_id, user_id, author, text, "
-            "platform_message_id, idempotency_key, raw, created_at, sent_at) "
-            f"VALUES {_marks(1, len(new), 10)} "
-            f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_MSG}",
-            tuple(values),
+                d.ts(m.sent_at) if m.sent_at is not None else None,
+            )
+            for m in new
+        ],
+    )
+    inserted = yield Q(
+        "INSERT INTO chat_messages (role, thread_id, user_id, author, text, "
+        f"platform_message_id, idempotency_key, raw, created_at, sent_at) {source} "
+        f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_MSG}",
+        args,
+    )
+    messages = {r["idempotency_key"]: r for r in inserted}
+    created = set(messages)
+    job_of: dict[int, Job] = {}
+    if inserted:
+        payload = d.json({})
+        source, args = d.rows(
+            _JOB_TYPES,
+            [
+                (
+                    r["thread_id"],
+                    r["id"],
+                    "queued",
+                    first[r["idempotency_key"]].mode,
+                    payload,
+                    ts,
+                    ts,
+                )
+                for r in inserted
+            ],
         )
-        for r in inserted:
-            messages[r["idempotency_key"]] = r
-            created.add(r["idempotency_key"])
-        mode_of = {m.idempotency_key: m.mode for m in new}
-        job_values: list[Any] = []
-        for r in inserted:
-            job_values += [
-                r["thread_id"],
-                r["id"],
-                "queued",
-                mode_of[r["idempotency_key"]],
-                d.json({}),
-                ts,
-                ts,
-            ]
-        if inserted:
-            jobs = yield Q(
-                "INSERT INTO reactive_jobs (thread_id, message_id, status, mode, payload, "
-                f"created_at, updated_at) VALUES {_marks(1, len(inserted), 7)} RETURNING {_JOB}",
-                tuple(job_values),
-            )
-            job_of.update((r["message_id"], _job(d, r)) for r in jobs)
-        lost = [m.idempotency_key for m in new if m.idempotency_key not in messages]
-        if lost:
-            # Another transaction stored these keys after our SELECT and committed
-            # first (Postgres waited for it on the unique index): its rows stand.
-            rows = yield Q(
-                f"SELECT {_MSG} FROM chat_messages WHERE idempotency_key IN "
-                f"({_marks(1, len(lost))})",
-                tuple(lost),
-            )
-            messages.update((r["idempotency_key"], r) for r in rows)
+        jobs = yield Q(
+            "INSERT INTO reactive_jobs (thread_id, message_id, status, mode, payload, "
+            f"created_at, updated_at) {source} RETURNING {_JOB}",
+            args,
+        )
+        job_of.update((r["message_id"], _job(d, r)) for r in jobs)
+    known = [key for key in first if key not in messages]
+    if known:
+        # Stored before: a redelivery, or another transaction that stored the
+        # key first (Postgres made us wait for it on the unique index).
+        where, args = _where_in(d, "idempotency_key", "text", known)
+        rows = yield Q(f"SELECT {_MSG} FROM chat_messages WHERE {where}", args)
+        messages.update((r["idempotency_key"], r) for r in rows)
     # Stored before (a redelivery, or a race lost): read their jobs and threads.
     msg_ids = [r["id"] for r in messages.values() if r["id"] not in job_of]
     if msg_ids:
-        jobs = yield Q(
-            f"SELECT {_JOB} FROM reactive_jobs WHERE message_id IN ({_marks(1, len(msg_ids))})",
-            tuple(msg_ids),
-        )
+        where, args = _where_in(d, "message_id", "bigint", msg_ids)
+        jobs = yield Q(f"SELECT {_JOB} FROM reactive_jobs WHERE {where}", args)
         job_of.update((r["message_id"], _job(d, r)) for r in jobs)
     thread_ids = sorted({r["thread_id"] for r in messages.values()} - thread_of.keys())
     if thread_ids:
-        trows = yield Q(
-            f"SELECT {_THREAD} FROM chat_threads WHERE id IN ({_marks(1, len(thread_ids))})",
-            tuple(thread_ids),
-        )
+        where, args = _where_in(d, "id", "bigint", thread_ids)
+        trows = yield Q(f"SELECT {_THREAD} FROM chat_threads WHERE {where}", args)
         thread_of.update((r["id"], _thread(d, r)) for r in trows)
     results = []
     for m in items:
@@ -279,22 +286,23 @@ def ingest(d: Dialect, items: Sequence[Inbound], now: datetime) -> Script[list[I
     return results
 
 
-def _upsert_users(new: list[Inbound], ts: Any) -> Script[dict[tuple[str, str], int]]:
+def _upsert_users(d: Dialect, new: list[Inbound], ts: Any) -> Script[dict[tuple[str, str], int]]:
     # One row per identity: Postgres refuses an upsert that touches a row twice.
     latest: dict[tuple[str, str], str] = {}
     for m in new:
         if m.author or (m.platform, m.user_id) not in latest:
             latest[(m.platform, m.user_id)] = m.author
-    values: list[Any] = []
-    for (platform, user_id), author in latest.items():
-        values += [platform, user_id, author, ts, ts]
+    source, args = d.rows(
+        ("text", "text", "text", "timestamptz", "timestamptz"),
+        [(platform, user_id, author, ts, ts) for (platform, user_id), author in latest.items()],
+    )
     rows = yield Q(
         "INSERT INTO users (platform, platform_user_id, display_name, created_at, last_seen_at) "
-        f"VALUES {_marks(1, len(latest), 5)} ON CONFLICT (platform, platform_user_id) DO UPDATE "
+        f"{source} ON CONFLICT (platform, platform_user_id) DO UPDATE "
         "SET last_seen_at = excluded.last_seen_at, display_name = CASE WHEN "
         "excluded.display_name = '' THEN users.display_name ELSE excluded.display_name END "
         "RETURNING id, platform, platform_user_id",
-        tuple(values),
+        args,
     )
     return {(r["platform"], r["platform_user_id"]): r["id"] for r in rows}
 
@@ -302,15 +310,16 @@ def _upsert_users(new: list[Inbound], ts: Any) -> Script[dict[tuple[str, str], i
 def _upsert_threads(
     d: Dialect, new: list[Inbound], ts: Any
 ) -> Script[dict[tuple[str, str], ThreadRecord]]:
-    chats = list(dict.fromkeys((m.platform, m.chat_id) for m in new))
-    values: list[Any] = []
-    for platform, chat_id in chats:
-        values += [platform, chat_id, ts, ts]
+    chats = dict.fromkeys((m.platform, m.chat_id) for m in new)
+    source, args = d.rows(
+        ("text", "text", "timestamptz", "timestamptz"),
+        [(platform, chat_id, ts, ts) for platform, chat_id in chats],
+    )
     rows = yield Q(
-        "INSERT INTO chat_threads (platform, chat_id, created_at, updated_at) "
-        f"VALUES {_marks(1, len(chats), 4)} ON CONFLICT (platform, chat_id) DO UPDATE "
+        f"INSERT INTO chat_threads (platform, chat_id, created_at, updated_at) {source} "
+        "ON CONFLICT (platform, chat_id) DO UPDATE "
         f"SET updated_at = excluded.updated_at RETURNING {_THREAD}",
-        tuple(values),
+        args,
     )
     return {(r["platform"], r["chat_id"]): _thread(d, r) for r in rows}
 

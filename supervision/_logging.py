@@ -8,6 +8,7 @@ loggers used inside ``receive``.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO
@@ -16,7 +17,7 @@ import structlog
 
 LogFormat = Literal["auto", "json", "console"]
 
-#: Keys whose values are never logged (matched as substrings, case-insensitive).
+#: Keys whose values are never logged (matched as words of the key, case-insensitive).
 SECRET_KEY_PARTS = (
     "token",
     "secret",
@@ -32,14 +33,28 @@ class RedactSecrets:
     """A processor masking values whose key names a secret. Decides at construction."""
 
     def __init__(self, parts: tuple[str, ...] = SECRET_KEY_PARTS) -> None:
-        self._parts = tuple(p.lower() for p in parts)
+        # A part matches as a whole word of the key ("bot_token", "DB_PASSWORD"),
+        # not inside one: "tokens_in" in a token-ledger line is not a secret.
+        words = "|".join(re.escape(p) for p in parts)
+        self._pattern = re.compile(rf"(?:^|[_.\-])(?:{words})(?:$|[_.\-])", re.IGNORECASE)
+        # Key name -> secret? Log keys come from a small fixed vocabulary, so
+        # each is judged once; the substring scan per key per line was a
+        # third of the cost of a kernel log line.
+        self._verdicts: dict[str, bool] = {}
+
+    def _is_secret(self, key: str) -> bool:
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._pattern.search(key) is not None
+            if len(self._verdicts) < 10_000:  # bounded: keys could be data
+                self._verdicts[key] = verdict
+        return verdict
 
     def __call__(
         self, _: Any, __: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        for key in list(event):
-            lowered = key.lower()
-            if any(p in lowered for p in self._parts) and event[key] not in (None, ""):
+        for key, value in event.items():
+            if value not in (None, "") and self._is_secret(key):
                 event[key] = "***"
         return event
 
@@ -76,5 +91,7 @@ def configure_logging(
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(out),
-        cache_logger_on_first_use=False,
+        # Configured once per process (bin/ calls this before any actor logs):
+        # caching skips re-resolving the configuration on every logger call.
+        cache_logger_on_first_use=True,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from ._errors import DecodeError, DuplicateType, InvalidBody, ProtocolError, UnknownType
 from ._message import Message
 from ._redact import mask_url
+from .brain import ChatTurn, Intent
 from .chat import Inbound, user_key
 from .kernel import Ping, Pong
 from .wire import (
@@ -30,9 +31,11 @@ from .wire import (
 __all__ = [
     "FRAME_HEADER",
     "REGISTRY",
+    "ChatTurn",
     "DecodeError",
     "DuplicateType",
     "Inbound",
+    "Intent",
     "InvalidBody",
     "Message",
     "Ping",

@@ -56,9 +56,11 @@ def test_public_names_are_pinned() -> None:
         [
             "FRAME_HEADER",
             "REGISTRY",
+            "ChatTurn",
             "DecodeError",
             "DuplicateType",
             "Inbound",
+            "Intent",
             "InvalidBody",
             "Message",
             "Ping",

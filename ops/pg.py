@@ -29,6 +29,7 @@ import sys
 import tempfile
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 5432
 ENV_URL = "GREENROOM_TEST_DATABASE_URL"
@@ -103,7 +104,14 @@ def _start_throwaway(initdb: str, pg_ctl: str) -> Server:
     if os.geteuid() == 0:
         # initdb refuses to run as root: the cluster belongs to the postgres user.
         as_user = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(root, "postgres")
+        try:
+            shutil.chown(root, "postgres")
+        except LookupError:
+            shutil.rmtree(root, ignore_errors=True)
+            raise RuntimeError(
+                "initdb refuses root and there is no 'postgres' user to run it as "
+                "(apt-get install postgresql creates one)"
+            ) from None
     port = _free_port()
     try:
         subprocess.run(
@@ -139,9 +147,8 @@ def _start_throwaway(initdb: str, pg_ctl: str) -> Server:
 
 
 def _with_database(url: str, name: str) -> str:
-    head, _, tail = url.partition("?")
-    base = head.rsplit("/", 1)[0]
-    return f"{base}/{name}" + (f"?{tail}" if tail else "")
+    """``url`` pointing at database ``name`` (with or without a path before)."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def create_database(admin_url: str, prefix: str = "gr_test") -> str:
@@ -154,7 +161,7 @@ def create_database(admin_url: str, prefix: str = "gr_test") -> str:
 
 def drop_database(admin_url: str, url: str) -> None:
     """Drop a database made by :func:`create_database` (its connections are ended first)."""
-    name = url.partition("?")[0].rsplit("/", 1)[1]
+    name = urlsplit(url).path.lstrip("/")
     _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

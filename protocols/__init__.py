@@ -13,8 +13,9 @@ from __future__ import annotations
 from ._errors import DecodeError, DuplicateType, InvalidBody, ProtocolError, UnknownType
 from ._message import Message
 from ._redact import mask_url
+from ._storable import storable_problem, storable_text_problem
 from .brain import ChatTurn, Intent
-from .chat import Inbound, user_key
+from .chat import INBOUND_KEY_PREFIX, Inbound, user_key
 from .kernel import Ping, Pong
 from .wire import (
     FRAME_HEADER,
@@ -30,6 +31,7 @@ from .wire import (
 
 __all__ = [
     "FRAME_HEADER",
+    "INBOUND_KEY_PREFIX",
     "REGISTRY",
     "ChatTurn",
     "DecodeError",
@@ -50,5 +52,7 @@ __all__ = [
     "frame",
     "mask_url",
     "message",
+    "storable_problem",
+    "storable_text_problem",
     "user_key",
 ]

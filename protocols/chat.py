@@ -9,33 +9,21 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AwareDatetime, Field, field_validator
 
 from ._message import Message
+from ._storable import storable_problem, storable_text_problem
 from .wire import message
 
-__all__ = ["Inbound", "user_key"]
+__all__ = ["INBOUND_KEY_PREFIX", "Inbound", "user_key"]
+
+#: Idempotency keys of inbound messages start with this; replies may not.
+INBOUND_KEY_PREFIX = "in:"
 
 # "telegram", "nostr", "http": lowercase, as in user keys "<platform>:<id>".
 _PLATFORM_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-# Postgres TEXT and JSONB refuse NUL; refusing it here, at the door, gives both
-# storage backends the same contract and the connector one clear error.
-_NUL = "\x00"
-
-
-def _holds_nul(value: Any) -> bool:
-    match value:
-        case str():
-            return _NUL in value
-        case dict():
-            return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-        case list() | tuple():
-            return any(_holds_nul(v) for v in value)
-        case _:
-            return False
 
 
 def user_key(platform: str, user_id: str) -> str:
@@ -59,7 +47,7 @@ class Inbound(Message):
     message_id: str = Field(min_length=1, max_length=256)
     text: str = ""
     author: str = Field(default="", max_length=256)
-    sent_at: datetime | None = None
+    sent_at: AwareDatetime | None = None  # the platform's time, with its zone
     raw: dict[str, Any] = Field(default_factory=dict)
     mode: str = Field(default="chat", min_length=1, max_length=64)
 
@@ -72,20 +60,19 @@ class Inbound(Message):
 
     @field_validator("chat_id", "user_id", "message_id", "text", "author", "mode")
     @classmethod
-    def _no_nul(cls, value: str) -> str:
-        if _NUL in value:
-            raise ValueError("must not contain NUL (U+0000)")
+    def _storable_text(cls, value: str) -> str:
+        problem = storable_text_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
-    @model_validator(mode="after")
-    def _raw_is_storable(self) -> Inbound:
-        try:
-            json.dumps(self.raw, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"raw must be JSON-serialisable: {exc}") from None
-        if _holds_nul(self.raw):
-            raise ValueError("raw must not contain NUL (U+0000)")
-        return self
+    @field_validator("raw")
+    @classmethod
+    def _storable_raw(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problem = storable_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @property
     def user_key(self) -> str:
@@ -94,5 +81,12 @@ class Inbound(Message):
 
     @property
     def idempotency_key(self) -> str:
-        """The key that makes a second delivery of this message a no-op."""
-        return f"in:{self.platform}:{self.chat_id}:{self.message_id}"
+        """The key that makes a second delivery of this message a no-op.
+
+        ``in:`` then the JSON array of the triple: unambiguous whatever the ids
+        hold (a plain ``in:a:b:c`` made chat ``a:b``/message ``c`` and chat
+        ``a``/message ``b:c`` one message, and the second was lost). The ``in:``
+        prefix is reserved for inbound messages.
+        """
+        triple = [self.platform, self.chat_id, self.message_id]
+        return INBOUND_KEY_PREFIX + json.dumps(triple, ensure_ascii=False, separators=(",", ":"))

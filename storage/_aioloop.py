@@ -42,6 +42,7 @@ class LoopThread:
         """
         if self._closed:
             raise trio.ClosedResourceError("this LoopThread is closed")
+        await trio.lowlevel.checkpoint_if_cancelled()  # never start what nobody awaits
         token = trio.lowlevel.current_trio_token()
         task = trio.lowlevel.current_task()
         future = asyncio.run_coroutine_threadsafe(_call(fn, args), self.loop)
@@ -70,14 +71,30 @@ class LoopThread:
         return await trio.lowlevel.wait_task_rescheduled(abort)
 
     async def aclose(self) -> None:
-        """Stop the loop and join its thread. Idempotent; a checkpoint."""
+        """Cancel what still runs on the loop, stop it, join its thread, close it.
+
+        Idempotent; a checkpoint, shielded: it completes even when its caller
+        is cancelled (a half-closed loop would leak sockets and the thread).
+        """
         if self._closed:
             return
         self._closed = True
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        await trio.to_thread.run_sync(self._thread.join)
+        with trio.CancelScope(shield=True):
+            done = asyncio.run_coroutine_threadsafe(_cancel_pending(), self.loop)
+            await trio.to_thread.run_sync(done.result)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            await trio.to_thread.run_sync(self._thread.join)
         self.loop.close()
 
 
 async def _call(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> Any:
     return await fn(*args)
+
+
+async def _cancel_pending() -> None:
+    # Everything but this task: cancel, then let each run its cleanup.
+    me = asyncio.current_task()
+    pending = [t for t in asyncio.all_tasks() if t is not me]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 import structlog
+import trio
 
 from protocols import mask_url
 
@@ -37,7 +38,7 @@ _CONNECTION_ERRORS = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
+    asyncpg.OperatorInterventionError,  # admin shutdown, crash shutdown, cannot connect now
     asyncpg.InvalidAuthorizationSpecificationError,
     asyncpg.InvalidCatalogNameError,
 )
@@ -76,11 +77,19 @@ class PostgresBackend:
             pool = await loop.run(
                 _create_pool, url, min_size, max_size, connect_timeout_s, command_timeout_s
             )
-        except _CONNECTION_ERRORS as exc:
+        except (
+            *_CONNECTION_ERRORS,
+            ValueError,
+            asyncpg.InterfaceError,
+            asyncpg.PostgresError,
+        ) as exc:
+            # Refused, unknown host, bad credentials, missing database, and a
+            # malformed URL or option (ValueError, ClientConfigurationError,
+            # an unknown server setting): all one line naming the URL.
             await loop.aclose()
             raise StoreUnavailable(target, _reason(exc)) from None
         except BaseException:
-            await loop.aclose()
+            await loop.aclose()  # shielded inside: cancelled mid-connect leaks nothing
             raise
         return cls(target, loop, pool)
 
@@ -93,8 +102,14 @@ class PostgresBackend:
             return await self._loop.run(self._drive, fn, args)
         except _CONNECTION_ERRORS as exc:
             raise StoreUnavailable(self.target, _reason(exc)) from exc
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StorageError(f"postgres: {exc}") from exc
+        except asyncpg.InterfaceError as exc:
+            if "closed" in str(exc) or "connection" in str(exc):
+                # The server went away mid-transaction ("the underlying
+                # connection is closed"): an outage, not a bad request.
+                raise StoreUnavailable(self.target, _reason(exc)) from exc
+            raise StorageError(f"postgres: {_reason(exc)}") from exc
+        except (asyncpg.PostgresError, ValueError, TypeError, OverflowError) as exc:
+            raise StorageError(f"postgres: {_reason(exc)}") from exc
 
     async def _drive(self, fn: Callable[..., Script[Any]], args: tuple[Any, ...]) -> Any:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -123,15 +138,19 @@ class PostgresBackend:
 
     async def _take_ownership(self) -> None:
         conn = await self._pool.acquire()
-        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", _OWNER_LOCK):
-            self._owner = conn
-            return
-        holder = await conn.fetchval(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 "
-            "AND objid = $1 AND granted",
-            _OWNER_LOCK,
-        )
-        await self._pool.release(conn)
+        try:
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1)", _OWNER_LOCK):
+                self._owner = conn
+                return
+            holder = await conn.fetchval(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 "
+                "AND objid = $1 AND granted AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())",
+                _OWNER_LOCK,
+            )
+        finally:
+            if self._owner is not conn:
+                await self._pool.release(conn)
         raise DatabaseInUse(
             self.target, f"another greenroom process (postgres backend pid {holder}) has it open"
         )
@@ -142,6 +161,9 @@ class PostgresBackend:
             return await self._loop.run(self._migrate)  # type: ignore[no-any-return]
         except _CONNECTION_ERRORS as exc:
             raise StoreUnavailable(self.target, _reason(exc)) from exc
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # e.g. no CREATE on schema public (Postgres 15's default for new roles)
+            raise MigrationError(f"postgres migration failed: {_reason(exc)}") from exc
 
     async def _migrate(self) -> list[int]:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -159,7 +181,7 @@ class PostgresBackend:
                     await conn.execute(m.sql)
                 except asyncpg.PostgresError as exc:
                     raise MigrationError(
-                        f"postgres migration {m.version:04d}_{m.name} failed: {exc}"
+                        f"postgres migration {m.version:04d}_{m.name} failed: {_reason(exc)}"
                     ) from exc
                 await conn.execute(
                     f"INSERT INTO {SCHEMA_TABLE} (version, name) VALUES ($1, $2)", m.version, m.name
@@ -170,20 +192,32 @@ class PostgresBackend:
 
     async def aclose(self) -> None:
         """Close the pool (waiting for connections in use) and the loop thread. Idempotent."""
-        try:
+        with trio.CancelScope(shield=True):
             if self._owner is not None:
                 owner, self._owner = self._owner, None
-                await self._loop.run(_release_owner, self._pool, owner)
-            await self._loop.run(self._pool.close)
-        except Exception:  # a closed loop: nothing left to close
-            pass
-        await self._loop.aclose()
+                try:
+                    await self._loop.run(_release_owner, self._pool, owner)
+                except Exception:  # a broken connection: closing the pool ends it
+                    pass
+            try:
+                await self._loop.run(_close_pool, self._pool)
+            except Exception:  # a closed loop: nothing left to close
+                pass
+            await self._loop.aclose()
 
 
 async def _release_owner(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
     # Explicitly: the pool's reset on release does not run (see _keep_session).
     await conn.execute("SELECT pg_advisory_unlock($1)", _OWNER_LOCK)
     await pool.release(conn)
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    # Connections still busy past the grace are terminated, so closing never hangs.
+    try:
+        await asyncio.wait_for(pool.close(), timeout=10.0)
+    except TimeoutError:
+        pool.terminate()
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -212,7 +246,8 @@ async def _create_pool(
 
 
 def _reason(exc: BaseException) -> str:
-    # One line, no URL (asyncpg puts none in its messages; the socket errors
-    # carry only host and port).
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text
+    """One line: the first of the message (asyncpg adds DETAIL lines that can
+    quote argument values), no URL (asyncpg puts none in its messages; socket
+    errors carry only host and port)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -292,9 +292,13 @@ def _upsert_users(d: Dialect, new: list[Inbound], ts: Any) -> Script[dict[tuple[
     for m in new:
         if m.author or (m.platform, m.user_id) not in latest:
             latest[(m.platform, m.user_id)] = m.author
+    # Sorted: two processes' batches lock rows in one order, so never deadlock.
     source, args = d.rows(
         ("text", "text", "text", "timestamptz", "timestamptz"),
-        [(platform, user_id, author, ts, ts) for (platform, user_id), author in latest.items()],
+        [
+            (platform, user_id, author, ts, ts)
+            for (platform, user_id), author in sorted(latest.items())
+        ],
     )
     rows = yield Q(
         "INSERT INTO users (platform, platform_user_id, display_name, created_at, last_seen_at) "
@@ -310,7 +314,7 @@ def _upsert_users(d: Dialect, new: list[Inbound], ts: Any) -> Script[dict[tuple[
 def _upsert_threads(
     d: Dialect, new: list[Inbound], ts: Any
 ) -> Script[dict[tuple[str, str], ThreadRecord]]:
-    chats = dict.fromkeys((m.platform, m.chat_id) for m in new)
+    chats = sorted({(m.platform, m.chat_id) for m in new})  # one lock order (see above)
     source, args = d.rows(
         ("text", "text", "timestamptz", "timestamptz"),
         [(platform, chat_id, ts, ts) for platform, chat_id in chats],

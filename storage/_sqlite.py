@@ -96,6 +96,10 @@ class SqliteBackend:
                     conn.execute("ROLLBACK")
         except sqlite3.Error as exc:
             raise _translate(exc, self.target) from exc
+        except (ValueError, TypeError, OverflowError) as exc:
+            # Binding refused a value (an int past 64 bits, an unencodable
+            # string): the request's fault, reported like any storage error.
+            raise StorageError(f"sqlite: {exc}") from exc
         finally:
             script.close()
 
@@ -129,30 +133,36 @@ class SqliteBackend:
         return await self._thread.run(self._migrate)  # type: ignore[no-any-return]
 
     def _migrate(self) -> list[int]:
+        # One write transaction from reading what is applied to the last step:
+        # two processes starting at once (`greenroom migrate` racing `run`)
+        # serialise here instead of both applying step 1.
         conn = self._conn
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (version INTEGER PRIMARY KEY, "
-            "name TEXT NOT NULL, applied_at REAL NOT NULL)"
-        )
-        applied = {r[0] for r in conn.execute(f"SELECT version FROM {SCHEMA_TABLE}")}
-        done = []
-        for m in pending_migrations(known_migrations("sqlite"), applied):
-            try:
-                # executescript commits anything open first and runs the file's
-                # statements as written, so the BEGIN/COMMIT make the step atomic.
-                conn.executescript(
-                    f"BEGIN IMMEDIATE;\n{m.sql}\n;INSERT INTO {SCHEMA_TABLE} "
-                    f"VALUES ({m.version}, '{m.name}', {_NOW});\nCOMMIT;"
+        name = ""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (version INTEGER PRIMARY KEY, "
+                "name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            applied = {r[0] for r in conn.execute(f"SELECT version FROM {SCHEMA_TABLE}")}
+            pending = pending_migrations(known_migrations("sqlite"), applied)
+            for m in pending:
+                name = f"{m.version:04d}_{m.name}"
+                for statement in _statements(m.sql):
+                    conn.execute(statement)
+                conn.execute(
+                    f"INSERT INTO {SCHEMA_TABLE} VALUES (?, ?, {_NOW})", (m.version, m.name)
                 )
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise MigrationError(
-                    f"sqlite migration {m.version:04d}_{m.name} failed: {exc}"
-                ) from exc
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            what = f"migration {name}" if name else "reading the schema version"
+            raise MigrationError(f"sqlite {what} failed: {exc}") from exc
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        for m in pending:
             _log.info("migrated", backend="sqlite", version=m.version, name=m.name)
-            done.append(m.version)
-        return done
+        return [m.version for m in pending]
 
     async def aclose(self) -> None:
         """Close the connection and end the thread. Idempotent; a checkpoint."""
@@ -166,11 +176,30 @@ class SqliteBackend:
             self._lock_fd = None
 
 
+def _statements(script: str) -> list[str]:
+    """Split a migration file into statements (``executescript`` would commit
+    the surrounding transaction first)."""
+    out, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                out.append(current)
+            current = ""
+    if current.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in current.splitlines()
+    ):
+        out.append(current)
+    return out
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode = WAL")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":  # e.g. a file system without shared memory
+            _log.warning("sqlite_not_wal", path=str(path), journal_mode=mode)
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 5000")

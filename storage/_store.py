@@ -20,12 +20,12 @@ from typing import Any, Literal, Protocol
 import outcome
 import trio
 
-from protocols import Inbound
+from protocols import INBOUND_KEY_PREFIX, Inbound, storable_problem
 from supervision import ActorSystem
 
 from . import _scripts as s
 from ._dialect import Dialect
-from ._errors import StorageError, StoreUnavailable
+from ._errors import StoreUnavailable
 from ._group import GroupCommit
 from ._records import (
     ARTIFACT_KINDS,
@@ -67,9 +67,22 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: Ids and limits past this are refused before they reach a driver (SQLite
+#: raises OverflowError on a 64-bit overflow, Postgres a DataError).
+_MAX_INT = (1 << 63) - 1
+
+
 def _check_limit(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_INT:
         raise ValueError(f"{name} must be an int >= 1, not {value!r}")
+
+
+def _check_storable(**values: Any) -> None:
+    """ValueError naming the first value neither backend can store the same way."""
+    for name, value in values.items():
+        problem = storable_problem(value)
+        if problem:
+            raise ValueError(f"{name} {problem}")
 
 
 class Store:
@@ -139,16 +152,21 @@ class Store:
             results = await self._run(s.ingest, items, self._clock())
             return [outcome.Value(r) for r in results]
         except StoreUnavailable:
-            raise
-        except StorageError:
+            raise  # the database, not an item: every caller gets it, nothing retried
+        except Exception:
             if len(items) == 1:
                 raise
         # One item spoiled the batch: commit the rest one by one so only it fails.
         out: list[outcome.Outcome[IngestResult]] = []
-        for item in items:
+        for n, item in enumerate(items):
             try:
                 out.append(outcome.Value((await self._run(s.ingest, [item], self._clock()))[0]))
-            except StorageError as exc:
+            except StoreUnavailable as exc:
+                # Down mid-fallback: fail the rest now rather than wait out a
+                # connect timeout per item inside the shielded flush.
+                out += [outcome.Error(exc) for _ in items[n:]]
+                break
+            except Exception as exc:
                 out.append(outcome.Error(exc))
         return out
 
@@ -157,10 +175,18 @@ class Store:
 
         They become ``running`` with ``attempts`` raised by one. Concurrent
         claimers (other tasks, other processes on Postgres) never get the same
-        job. With ``thread_id``, only that thread's jobs.
+        job. With ``thread_id``, only that thread's jobs. Once begun it is not
+        interrupted by cancellation (see the comment): a caller cancelled
+        before it began claims nothing.
         """
         _check_limit("limit", limit)
-        return await self._run(s.claim_jobs, limit, thread_id, self._clock())  # type: ignore[no-any-return]
+        # Shielded: a claim that committed must reach its caller, or its jobs
+        # would sit "running" with nobody working them until the next start.
+        # The caller sees a pending cancellation at its next checkpoint.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        with trio.CancelScope(shield=True):
+            jobs: list[Job] = await self._run(s.claim_jobs, limit, thread_id, self._clock())
+        return jobs
 
     async def finish_job(self, job_id: int, status: JobStatus, error: str | None = None) -> Job:
         """Move a job to ``done``/``failed`` (from running) or ``canceled`` (from queued
@@ -199,14 +225,18 @@ class Store:
 
         Idempotent on ``idempotency_key``: a repeat returns the first record
         (``created`` False), whose ``sent_at`` says whether it already went
-        out. Text must not contain NUL (ValueError).
+        out. ValueError for text or raw that cannot be stored (NUL, lone
+        surrogates, NaN), and for a key in the inbound namespace (``in:``).
         """
         if role not in ("assistant", "system"):
             raise ValueError(f"role must be assistant or system, not {role!r}")
         if not idempotency_key:
             raise ValueError("idempotency_key must not be empty")
-        if "\x00" in text:
-            raise ValueError("text must not contain NUL (U+0000)")
+        if idempotency_key.startswith(INBOUND_KEY_PREFIX):
+            raise ValueError(
+                f"idempotency_key must not start with {INBOUND_KEY_PREFIX!r} (inbound)"
+            )
+        _check_storable(text=text, idempotency_key=idempotency_key, author=author, raw=raw or {})
         return await self._run(  # type: ignore[no-any-return]
             s.record_reply,
             thread_id,
@@ -252,6 +282,7 @@ class Store:
         """Attach a JSON-able artifact to a message; NotFound for an unknown message."""
         if kind not in ARTIFACT_KINDS:
             raise ValueError(f"kind must be one of {', '.join(ARTIFACT_KINDS)}, not {kind!r}")
+        _check_storable(content=content, uri=uri or "")
         return await self._run(s.add_artifact, message_id, kind, content, uri, self._clock())  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ threads and users
@@ -263,6 +294,7 @@ class Store:
         """Replace the thread's summary of its older messages; NotFound for an unknown id."""
         if not summary.strip():
             raise ValueError("summary must not be empty (keep the long context instead)")
+        _check_storable(summary=summary)
         return await self._run(s.set_thread_summary, thread_id, summary, self._clock())  # type: ignore[no-any-return]
 
     async def get_user(self, platform: str, user_id: str) -> UserRecord | None:
@@ -309,8 +341,9 @@ class Store:
         """Append one LLM call to the token ledger; return its id."""
         if usage.scope not in ("proactive", "reactive"):
             raise ValueError(f"scope must be proactive or reactive, not {usage.scope!r}")
-        if usage.tokens_in < 0 or usage.tokens_out < 0:
+        if not (0 <= usage.tokens_in <= _MAX_INT and 0 <= usage.tokens_out <= _MAX_INT):
             raise ValueError("token counts must be >= 0")
+        _check_storable(cost=float(usage.cost), meta=usage.meta, model=usage.model)
         return await self._run(s.record_tokens, usage, self._clock())  # type: ignore[no-any-return]
 
     async def token_spend(self, scope: Scope, day: date) -> TokenSpend:
@@ -324,6 +357,7 @@ class Store:
         """Keep one fact about the user ``user_key`` (``platform:id``)."""
         if not fact.strip():
             raise ValueError("fact must not be empty")
+        _check_storable(fact=fact, user_key=user_key)
         return await self._run(s.remember, user_key, fact, source_message_id, self._clock())  # type: ignore[no-any-return]
 
     async def recall(self, user_key: str, limit: int = 50) -> list[Memory]:
@@ -332,7 +366,10 @@ class Store:
         return await self._run(s.recall, user_key, limit)  # type: ignore[no-any-return]
 
     async def audit(self, actor: str, action: str, detail: dict[str, Any] | None = None) -> int:
-        """Append an entry to the audit log (who, what, details); return its id."""
+        """Append an entry to the audit log (who, what, details); return its id.
+
+        ValueError for details neither backend can store (NUL, NaN, non-JSON)."""
+        _check_storable(actor=actor, action=action, detail=detail or {})
         return await self._run(s.audit, actor, action, detail or {}, self._clock())  # type: ignore[no-any-return]
 
     async def audit_entries(

@@ -64,10 +64,13 @@ async def call_on_thread(
 ) -> Any:
     """Run ``fn(*args)`` on ``host``'s thread and return (or raise) its outcome.
 
-    A checkpoint. If cancelled, the call keeps running on the thread (threads
-    cannot be interrupted) and its outcome is discarded. With a ``system``, the
+    A checkpoint. Cancelled before the call was handed over, ``fn`` never runs;
+    cancelled after, it keeps running on the thread (threads cannot be
+    interrupted) and its outcome is discarded. With a ``system``, the
     call counts as work in progress for ``system.quiescent()``.
     """
+    # A caller already cancelled must not start work it will never see.
+    await trio.lowlevel.checkpoint_if_cancelled()
     token = system.trio_token if system is not None else trio.lowlevel.current_trio_token()
     job = _Job(fn, args, token)
     host.tell(job)

@@ -148,3 +148,41 @@ async def test_a_caller_cancelled_during_its_flush_does_not_break_the_batch() ->
 def test_max_batch_is_validated() -> None:
     with pytest.raises(ValueError, match="max_batch must be an int >= 1, not 0"):
         GroupCommit(Flush(), max_batch=0)
+
+
+class Interrupt(BaseException):
+    """Stands for KeyboardInterrupt: not an Exception, so the flush does not catch it."""
+
+
+async def test_a_flush_that_breaks_leaves_no_batch_mate_without_an_answer() -> None:
+    """Regression (review of issue 3): a flush raising a BaseException, or returning
+    the wrong number of outcomes, left its batch-mates without a result, and each
+    then led empty batches in a tight loop."""
+    calls: list[list[int]] = []
+    release = trio.Event()
+
+    async def breaks(items: Sequence[int]) -> list[outcome.Outcome[int]]:
+        calls.append(list(items))
+        await release.wait()
+        if len(calls) == 1:
+            raise Interrupt
+        return []  # the wrong number of outcomes
+
+    group: GroupCommit[int, int] = GroupCommit(breaks)
+    errors: list[str] = []
+
+    async def submit(i: int) -> None:
+        try:
+            await group.submit(i)
+        except (Interrupt, RuntimeError, AssertionError) as exc:
+            errors.append(type(exc).__name__)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(submit, 0)
+        await trio.testing.wait_all_tasks_blocked()
+        for i in (1, 2):
+            nursery.start_soon(submit, i)
+        await trio.testing.wait_all_tasks_blocked()
+        release.set()
+    assert len(calls) == 2 and all(calls)  # never an empty batch
+    assert sorted(errors) == ["AssertionError", "Interrupt", "RuntimeError"]

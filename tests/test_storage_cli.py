@@ -30,6 +30,9 @@ def test_migrate_applies_once_then_reports_up_to_date(tmp_path: Path) -> None:
     [
         ("postgresql://bob:s3cret-pw@127.0.0.1:1/nowhere", "Connect call failed"),
         ("postgresql://bob:s3cret-pw@host.invalid/x", "Name or service not known"),
+        ("postgresql://bob:s3cret-pw@127.0.0.1:abc/db", "invalid literal for int()"),
+        ("postgresql://bob:s3cret-pw@127.0.0.1/db?sslmode=bogus", "sslmode"),
+        ("postgresql://bob:s3cret-pw@[::1/db", "Invalid IPv6 URL"),
     ],
 )
 def test_a_database_that_cannot_be_reached_is_one_line_with_the_password_masked(

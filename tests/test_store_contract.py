@@ -6,7 +6,7 @@ of them has is a bug in the other.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from storage import (
     DatabaseInUse,
     IllegalTransition,
     NotFound,
+    StorageError,
     Store,
     TokenUsage,
     known_migrations,
@@ -139,11 +140,81 @@ async def test_unicode_and_a_one_megabyte_text_round_trip(store: Store) -> None:
     assert stored[0].author == "Zoë 🦊" and stored[2].raw == {"t": texts[2]}
 
 
-def test_nul_is_refused_at_the_door() -> None:
+def test_what_a_backend_cannot_store_is_refused_at_the_door() -> None:
     with pytest.raises(ValueError, match="NUL"):
         inbound(1, text="a\x00b")
     with pytest.raises(ValueError, match="NUL"):
         inbound(1, raw={"k": ["\x00"]})
+    with pytest.raises(ValueError, match="surrogate"):
+        inbound(1, text="x\ud800")  # any JSON body can carry "\ud800"
+    with pytest.raises(ValueError, match="NaN"):
+        inbound(1, raw={"f": float("nan")})
+    with pytest.raises(ValueError, match="timezone"):
+        inbound(1, sent_at=datetime(2026, 1, 1, 12, 0))  # naive: whose noon?
+
+
+async def test_ids_holding_the_key_separator_are_different_messages(store: Store) -> None:
+    """Regression (review of issue 3): the inbox key was "in:platform:chat:id", so
+    chat "a:b" message "c" and chat "a" message "b:c" were one message and the
+    second was acknowledged and lost."""
+    first = await store.ingest(inbound("c", chat="a:b", text="one"))
+    second = await store.ingest(inbound("b:c", chat="a", text="two"))
+    assert first.created and second.created
+    assert first.message.id != second.message.id and second.message.text == "two"
+
+
+async def test_every_method_refuses_what_one_backend_would_store_differently(
+    store: Store,
+) -> None:
+    """Postgres refuses NUL and lone surrogates, SQLite refuses NaN in NOT NULL
+    columns: the Store refuses them first, the same way on both."""
+    r = await store.ingest(inbound(1))
+    bad = "nul\x00"
+    calls = [
+        store.record_reply(r.thread.id, "x\ud800", "k1"),
+        store.record_reply(r.thread.id, "ok", "k2", raw={"v": float("inf")}),
+        store.remember("telegram:7", bad),
+        store.audit("op", "act", {"d": bad}),
+        store.set_thread_summary(r.thread.id, bad),
+        store.add_artifact(r.message.id, "ocr_text", {"t": bad}),
+        store.record_tokens(TokenUsage("reactive", "p", "m", 1, 1, float("nan"))),
+        store.record_tokens(TokenUsage("reactive", "p", "m", 1, 1, 0.1, {"x": bad})),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"NUL|surrogate|NaN"):
+            await call
+    with pytest.raises(ValueError, match="must not start with 'in:'"):
+        await store.record_reply(r.thread.id, "x", r.message.idempotency_key)
+    with pytest.raises(StorageError):
+        await store.get_job(2**70)  # past 64 bits: refused, not an OverflowError
+
+
+async def test_a_claim_cancelled_before_it_began_claims_nothing(store: Store) -> None:
+    job = (await store.ingest(inbound(1))).job
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await store.claim_jobs(1)
+    assert scope.cancelled_caught
+    assert (await store.get_job(job.id)).status == "queued"
+    assert [j.id for j in await store.claim_jobs(1)] == [job.id]
+
+
+async def test_two_processes_migrating_a_fresh_database_at_once_both_succeed(
+    database_url: str | None, tmp_path: Path
+) -> None:
+    """Regression (review of issue 3): SQLite read the applied versions outside
+    the write transaction, so `greenroom migrate` racing `greenroom run` could
+    both apply step 1 and one failed with "table users already exists"."""
+    applied: list[list[int]] = []
+
+    async def opener() -> None:
+        async with open_store(database_url, tmp_path, migrate=False) as st:
+            applied.append(await st.migrate())
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(4):
+            nursery.start_soon(opener)
+    assert sorted(applied) == [[], [], [], [1]]
 
 
 async def test_claim_hands_out_oldest_first_each_job_once(store: Store) -> None:

@@ -55,6 +55,7 @@ def test_public_names_are_pinned() -> None:
     assert sorted(protocols.__all__) == sorted(
         [
             "FRAME_HEADER",
+            "INBOUND_KEY_PREFIX",
             "REGISTRY",
             "ChatTurn",
             "DecodeError",
@@ -75,6 +76,8 @@ def test_public_names_are_pinned() -> None:
             "frame",
             "mask_url",
             "message",
+            "storable_problem",
+            "storable_text_problem",
             "user_key",
         ]
     )

@@ -15,7 +15,16 @@ from ._message import Message
 from ._redact import mask_url
 from ._storable import storable_problem, storable_text_problem
 from .brain import ChatTurn, Intent
-from .chat import INBOUND_KEY_PREFIX, Inbound, user_key
+from .chat import (
+    INBOUND_KEY_PREFIX,
+    ApprovalResult,
+    Approve,
+    Deliver,
+    Inbound,
+    Received,
+    ReplyKind,
+    user_key,
+)
 from .kernel import Ping, Pong
 from .wire import (
     FRAME_HEADER,
@@ -33,8 +42,11 @@ __all__ = [
     "FRAME_HEADER",
     "INBOUND_KEY_PREFIX",
     "REGISTRY",
+    "ApprovalResult",
+    "Approve",
     "ChatTurn",
     "DecodeError",
+    "Deliver",
     "DuplicateType",
     "Inbound",
     "Intent",
@@ -43,7 +55,9 @@ __all__ = [
     "Ping",
     "Pong",
     "ProtocolError",
+    "Received",
     "Registry",
+    "ReplyKind",
     "UnknownType",
     "decode",
     "decode_message",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field, field_validator
 
@@ -17,7 +17,16 @@ from ._message import Message
 from ._storable import storable_problem, storable_text_problem
 from .wire import message
 
-__all__ = ["INBOUND_KEY_PREFIX", "Inbound", "user_key"]
+__all__ = [
+    "INBOUND_KEY_PREFIX",
+    "ApprovalResult",
+    "Approve",
+    "Deliver",
+    "Inbound",
+    "Received",
+    "ReplyKind",
+    "user_key",
+]
 
 #: Idempotency keys of inbound messages start with this; replies may not.
 INBOUND_KEY_PREFIX = "in:"
@@ -90,3 +99,57 @@ class Inbound(Message):
         """
         triple = [self.platform, self.chat_id, self.message_id]
         return INBOUND_KEY_PREFIX + json.dumps(triple, ensure_ascii=False, separators=(",", ":"))
+
+
+@message("chat.Received")
+class Received(Message):
+    """Told to ``/users/<platform>:<user_id>`` once an inbound message is durable.
+
+    The connector sends it after ``Store.ingest`` returned (and only for a
+    ``created`` record, so a redelivery does not wake the thread twice).
+    """
+
+    job_id: int
+    message_id: int
+    thread_id: int
+    platform: str
+    chat_id: str
+    user_id: str
+    text: str
+
+
+ReplyKind = Literal["ack", "reply", "notice", "error"]
+
+
+@message("chat.Deliver")
+class Deliver(Message):
+    """Told to ``/connectors/<platform>``: a reply recorded in the outbox, to send.
+
+    The connector sends it and then calls ``Store.mark_sent(message_id)``. The
+    same fields live in the stored message's ``raw`` (``kind``,
+    ``approval_id``), so a connector restarted mid-way can rebuild it from
+    ``Store.unsent_replies``.
+    """
+
+    message_id: int
+    platform: str
+    chat_id: str
+    text: str
+    kind: ReplyKind
+    approval_id: int | None = None
+
+
+@message("chat.Approve")
+class Approve(Message):
+    """Asked of a user's thread when its user pressed OK; answered with
+    :class:`ApprovalResult`."""
+
+    approval_id: int
+
+
+@message("chat.ApprovalResult")
+class ApprovalResult(Message):
+    """What became of an OK: ``approved`` (work starts), ``superseded`` (a newer
+    message replaced that plan), ``rejected``, or ``not_found`` (not this user's)."""
+
+    status: Literal["approved", "superseded", "rejected", "not_found"]

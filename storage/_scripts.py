@@ -460,6 +460,18 @@ def recent_messages(d: Dialect, thread_id: int, limit: int) -> Script[list[Store
     return [_message(d, r, tuple(by_message.get(r["id"], ()))) for r in reversed(rows)]
 
 
+def replies_after(
+    d: Dialect, thread_id: int, after_id: int, limit: int
+) -> Script[list[StoredMessage]]:
+    """The thread's replies (role assistant/system) with id > ``after_id``, oldest first."""
+    rows = yield Q(
+        f"SELECT {_MSG} FROM chat_messages WHERE thread_id = $1 AND id > $2 "
+        "AND role <> 'user' ORDER BY id LIMIT $3",
+        (thread_id, after_id, limit),
+    )
+    return [_message(d, r) for r in rows]
+
+
 def get_message(d: Dialect, message_id: int) -> Script[StoredMessage]:
     """One message by id, with its artifacts."""
     row = _one(
@@ -674,6 +686,28 @@ def audit_entries(d: Dialect, limit: int, action: str | None) -> Script[list[Aud
         )
         for r in rows
     ]
+
+
+def create_session(
+    d: Dialect, user_key: str, token_hash: str, expires_at: datetime | None, now: datetime
+) -> Script[int]:
+    """Record a session token (its hash) for a user."""
+    rows = yield Q(
+        "INSERT INTO sessions (user_key, token_hash, created_at, expires_at) "
+        "VALUES ($1, $2, $3, $4) RETURNING id",
+        (user_key, token_hash, d.ts(now), d.ts(expires_at) if expires_at else None),
+    )
+    return int(rows[0]["id"])
+
+
+def session_user(d: Dialect, token_hash: str, now: datetime) -> Script[str | None]:
+    """The user of an unexpired session, by token hash."""
+    rows = yield Q(
+        "SELECT user_key FROM sessions WHERE token_hash = $1 "
+        "AND (expires_at IS NULL OR expires_at > $2)",
+        (token_hash, d.ts(now)),
+    )
+    return str(rows[0]["user_key"]) if rows else None
 
 
 def ping(d: Dialect) -> Script[bool]:

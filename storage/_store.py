@@ -272,6 +272,14 @@ class Store:
         _check_limit("limit", limit)
         return await self._run(s.recent_messages, thread_id, limit)  # type: ignore[no-any-return]
 
+    async def replies_after(
+        self, thread_id: int, after_id: int = 0, *, limit: int = 100
+    ) -> list[StoredMessage]:
+        """The thread's replies with an id above ``after_id``, oldest first: a
+        feed a client resumes by the last id it saw (the HTTP door's events)."""
+        _check_limit("limit", limit)
+        return await self._run(s.replies_after, thread_id, after_id, limit)  # type: ignore[no-any-return]
+
     async def get_message(self, message_id: int) -> StoredMessage:
         """One message with its artifacts; NotFound for an unknown id."""
         return await self._run(s.get_message, message_id)  # type: ignore[no-any-return]
@@ -364,6 +372,22 @@ class Store:
         """That user's last ``limit`` facts, oldest first; never another user's."""
         _check_limit("limit", limit)
         return await self._run(s.recall, user_key, limit)  # type: ignore[no-any-return]
+
+    async def create_session(
+        self, user_key: str, token_hash: str, *, expires_at: datetime | None = None
+    ) -> int:
+        """Record a session for ``user_key`` by the hash of its token (never the
+        token itself); return its id. StorageError for a hash already used."""
+        if len(token_hash) < 32:
+            raise ValueError("token_hash must be a hash (32 characters or more)")
+        _check_storable(user_key=user_key, token_hash=token_hash)
+        return await self._run(s.create_session, user_key, token_hash, expires_at, self._clock())  # type: ignore[no-any-return]
+
+    async def session_user(self, token_hash: str) -> str | None:
+        """The user key of the unexpired session with this token hash, or None."""
+        if storable_problem(token_hash):
+            return None  # no stored hash can match it
+        return await self._run(s.session_user, token_hash, self._clock())  # type: ignore[no-any-return]
 
     async def audit(self, actor: str, action: str, detail: dict[str, Any] | None = None) -> int:
         """Append an entry to the audit log (who, what, details); return its id.

@@ -6,7 +6,7 @@ of them has is a bug in the other.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -481,3 +481,34 @@ async def test_limits_are_validated(store: Store) -> None:
     for call in (store.claim_jobs(0), store.recent_messages(1, 0), store.recall("u", -1)):
         with pytest.raises(ValueError, match=">= 1"):
             await call
+
+
+async def test_replies_after_is_a_resumable_feed_of_one_threads_replies(store: Store) -> None:
+    r = await store.ingest(inbound(1))
+    other = await store.ingest(inbound(2, chat="other"))
+    a, _ = await store.record_reply(r.thread.id, "ack", "ack:1", raw={"kind": "ack"})
+    await store.record_reply(other.thread.id, "not yours", "ack:2")
+    await store.ingest(inbound(3))  # a user message is not a reply
+    b, _ = await store.record_reply(r.thread.id, "answer", "reply:1")
+    assert [m.id for m in await store.replies_after(r.thread.id)] == [a.id, b.id]
+    assert [m.text for m in await store.replies_after(r.thread.id, a.id)] == ["answer"]
+    assert await store.replies_after(r.thread.id, b.id) == []
+    assert [m.id for m in await store.replies_after(r.thread.id, limit=1)] == [a.id]
+
+
+async def test_sessions_are_found_by_token_hash_until_they_expire(
+    store: Store, clock: Clock
+) -> None:
+    h1, h2 = "a" * 64, "b" * 64
+    await store.create_session("http:u1", h1)
+    await store.create_session("http:u2", h2, expires_at=clock.now + timedelta(hours=1))
+    assert await store.session_user(h1) == "http:u1"
+    assert await store.session_user(h2) == "http:u2"
+    assert await store.session_user("c" * 64) is None
+    assert await store.session_user("x\x00") is None
+    clock.advance(hours=2)
+    assert await store.session_user(h2) is None and await store.session_user(h1) == "http:u1"
+    with pytest.raises(StorageError):
+        await store.create_session("http:u3", h1)  # a hash is one session
+    with pytest.raises(ValueError, match="hash"):
+        await store.create_session("http:u3", "short")

@@ -55,6 +55,11 @@ def test_public_names_are_pinned() -> None:
     assert sorted(protocols.__all__) == sorted(
         [
             "FRAME_HEADER",
+            "ApprovalResult",
+            "Approve",
+            "Deliver",
+            "Received",
+            "ReplyKind",
             "INBOUND_KEY_PREFIX",
             "REGISTRY",
             "ChatTurn",

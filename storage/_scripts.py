@@ -16,7 +16,7 @@ from collections.abc import Generator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from protocols import Inbound
+from protocols import Inbound, Received
 
 from ._dialect import Dialect, Q, Row
 from ._errors import IllegalTransition, NotFound
@@ -366,6 +366,59 @@ def get_job(d: Dialect, job_id: int) -> Script[Job]:
     return _job(d, _one(rows, "job", job_id))
 
 
+def running_jobs(d: Dialect, thread_id: int) -> Script[list[Job]]:
+    """The thread's jobs in ``running``, oldest first."""
+    rows = yield Q(
+        f"SELECT {_JOB} FROM reactive_jobs WHERE thread_id = $1 AND status = 'running' ORDER BY id",
+        (thread_id,),
+    )
+    return [_job(d, r) for r in rows]
+
+
+def requeue_job(d: Dialect, job_id: int, now: datetime) -> Script[Job]:
+    """Move a running job back to queued (its worker died; it will be claimed again)."""
+    rows = yield Q(
+        "UPDATE reactive_jobs SET status = 'queued', updated_at = $2 "
+        f"WHERE id = $1 AND status = 'running' RETURNING {_JOB}",
+        (job_id, d.ts(now)),
+    )
+    if rows:
+        return _job(d, rows[0])
+    current = _one(
+        (yield Q("SELECT status FROM reactive_jobs WHERE id = $1", (job_id,))), "job", job_id
+    )
+    raise IllegalTransition("job", job_id, current["status"], "queued")
+
+
+def job_for_message(d: Dialect, message_id: int) -> Script[Job | None]:
+    """The job an inbound message made, if any."""
+    rows = yield Q(f"SELECT {_JOB} FROM reactive_jobs WHERE message_id = $1", (message_id,))
+    return _job(d, rows[0]) if rows else None
+
+
+def queued_work(d: Dialect, limit: int) -> Script[list[Received]]:
+    """Queued jobs with what routes them to their user's thread, oldest first."""
+    rows = yield Q(
+        "SELECT j.id AS job_id, m.id AS message_id, t.id AS thread_id, t.platform, t.chat_id, "
+        "u.platform_user_id, m.text FROM reactive_jobs j "
+        "JOIN chat_messages m ON m.id = j.message_id JOIN chat_threads t ON t.id = j.thread_id "
+        "JOIN users u ON u.id = m.user_id WHERE j.status = 'queued' ORDER BY j.id LIMIT $1",
+        (limit,),
+    )
+    return [
+        Received(
+            job_id=r["job_id"],
+            message_id=r["message_id"],
+            thread_id=r["thread_id"],
+            platform=r["platform"],
+            chat_id=r["chat_id"],
+            user_id=r["platform_user_id"],
+            text=r["text"],
+        )
+        for r in rows
+    ]
+
+
 def recover(d: Dialect, max_attempts: int, now: datetime) -> Script[tuple[int, int]]:
     """Requeue jobs a crash left running; fail those already tried ``max_attempts`` times."""
     ts = d.ts(now)
@@ -577,6 +630,12 @@ def decide(
         return _approval(d, rows[0]), True
     rows = yield Q(f"SELECT {_APPROVAL} FROM approvals WHERE id = $1", (approval_id,))
     return _approval(d, _one(rows, "approval", approval_id)), False
+
+
+def get_approval(d: Dialect, approval_id: int) -> Script[Approval | None]:
+    """One approval by id, if it exists."""
+    rows = yield Q(f"SELECT {_APPROVAL} FROM approvals WHERE id = $1", (approval_id,))
+    return _approval(d, rows[0]) if rows else None
 
 
 def supersede_pending(d: Dialect, thread_id: int, now: datetime) -> Script[Approval | None]:

@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 import outcome
 import trio
 
-from protocols import INBOUND_KEY_PREFIX, Inbound, storable_problem
+from protocols import INBOUND_KEY_PREFIX, Inbound, Received, storable_problem
 from supervision import ActorSystem
 
 from . import _scripts as s
@@ -199,6 +199,26 @@ class Store:
         """One job; NotFound for an unknown id."""
         return await self._run(s.get_job, job_id)  # type: ignore[no-any-return]
 
+    async def running_jobs(self, thread_id: int) -> list[Job]:
+        """The thread's jobs left ``running``, oldest first (a restarted thread's
+        unfinished work)."""
+        return await self._run(s.running_jobs, thread_id)  # type: ignore[no-any-return]
+
+    async def requeue_job(self, job_id: int) -> Job:
+        """Move a running job back to ``queued`` so it is claimed (and counted) again.
+        IllegalTransition unless it is running; NotFound for an unknown id."""
+        return await self._run(s.requeue_job, job_id, self._clock())  # type: ignore[no-any-return]
+
+    async def job_for_message(self, message_id: int) -> Job | None:
+        """The job an inbound message made, or None (a reply has none)."""
+        return await self._run(s.job_for_message, message_id)  # type: ignore[no-any-return]
+
+    async def queued_work(self, limit: int = 1000) -> list[Received]:
+        """Queued jobs as the ``Received`` that routes each to its user's thread,
+        oldest first: what ``greenroom run`` re-dispatches after ``recover()``."""
+        _check_limit("limit", limit)
+        return await self._run(s.queued_work, limit)  # type: ignore[no-any-return]
+
     async def recover(self, *, max_attempts: int = 2) -> tuple[int, int]:
         """At start: requeue the jobs a crash left ``running``; return (requeued, failed).
 
@@ -335,6 +355,10 @@ class Store:
         if status not in ("approved", "rejected"):
             raise ValueError(f"status must be approved or rejected, not {status!r}")
         return await self._run(s.decide, approval_id, status, self._clock())  # type: ignore[no-any-return]
+
+    async def get_approval(self, approval_id: int) -> Approval | None:
+        """One approval, or None for an unknown id."""
+        return await self._run(s.get_approval, approval_id)  # type: ignore[no-any-return]
 
     async def supersede_pending(self, thread_id: int) -> Approval | None:
         """Mark the thread's pending plan superseded; return it, or None if there was none."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from protocols import Inbound
+from protocols import Inbound, Received
 from storage import (
     DatabaseInUse,
     IllegalTransition,
@@ -512,3 +512,46 @@ async def test_sessions_are_found_by_token_hash_until_they_expire(
         await store.create_session("http:u3", h1)  # a hash is one session
     with pytest.raises(ValueError, match="hash"):
         await store.create_session("http:u3", "short")
+
+
+async def test_a_restarted_threads_unfinished_work_is_found_and_requeued(store: Store) -> None:
+    a = await store.ingest(inbound(1, chat="a", user="ua", text="first"))
+    b = await store.ingest(inbound(2, chat="b", user="ub", text="second"))
+    assert await store.queued_work() == [
+        Received(
+            job_id=a.job.id,
+            message_id=a.message.id,
+            thread_id=a.thread.id,
+            platform="telegram",
+            chat_id="a",
+            user_id="ua",
+            text="first",
+        ),
+        Received(
+            job_id=b.job.id,
+            message_id=b.message.id,
+            thread_id=b.thread.id,
+            platform="telegram",
+            chat_id="b",
+            user_id="ub",
+            text="second",
+        ),
+    ]
+    [claimed] = await store.claim_jobs(1, thread_id=a.thread.id)
+    assert [j.id for j in await store.running_jobs(a.thread.id)] == [claimed.id]
+    assert await store.running_jobs(b.thread.id) == []
+    assert [w.job_id for w in await store.queued_work()] == [b.job.id]
+    again = await store.requeue_job(claimed.id)
+    assert (again.status, again.attempts) == ("queued", 1)
+    with pytest.raises(IllegalTransition):
+        await store.requeue_job(claimed.id)
+    assert await store.job_for_message(a.message.id) == again
+    reply, _ = await store.record_reply(a.thread.id, "x", "reply:1")
+    assert await store.job_for_message(reply.id) is None
+
+
+async def test_get_approval(store: Store) -> None:
+    r = await store.ingest(inbound(1))
+    proposed = await store.propose(r.thread.id, "s", "p", message_id=r.message.id)
+    assert await store.get_approval(proposed.id) == proposed
+    assert await store.get_approval(proposed.id + 100) is None

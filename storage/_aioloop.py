@@ -10,7 +10,6 @@ loop never blocks and a whole transaction costs a single round trip.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -35,38 +34,53 @@ class LoopThread:
         """Run ``await fn(*args)`` on the loop and return (or raise) its outcome.
 
         A checkpoint. If the trio caller is cancelled, the asyncio task is
-        cancelled too (asyncpg then rolls back the transaction and resets the
-        connection) and the caller sees ``trio.Cancelled`` at once, without
-        waiting for the rollback. Raises ``trio.ClosedResourceError`` after
-        :meth:`aclose`.
+        cancelled too and the caller waits until it has really ended (asyncpg
+        rolls back and the connection is back in the pool): only then does it
+        see ``trio.Cancelled``, so the next call never races the last one's
+        commit. If the work finished anyway, its result is returned and the
+        cancellation is delivered at the caller's next checkpoint. Raises
+        ``trio.ClosedResourceError`` after :meth:`aclose`.
         """
         if self._closed:
             raise trio.ClosedResourceError("this LoopThread is closed")
         await trio.lowlevel.checkpoint_if_cancelled()  # never start what nobody awaits
         token = trio.lowlevel.current_trio_token()
-        task = trio.lowlevel.current_task()
-        future = asyncio.run_coroutine_threadsafe(_call(fn, args), self.loop)
-        abandoned = False
+        trio_task = trio.lowlevel.current_task()
+        started: list[asyncio.Task[Any]] = []  # touched on the loop thread only
+        raise_cancel: list[Callable[[], Any]] = []  # set by abort, on the trio thread
 
-        def deliver(result: outcome.Outcome[Any]) -> None:  # on the trio thread
-            if not abandoned:
-                trio.lowlevel.reschedule(task, result)
+        def finish(done: asyncio.Task[Any]) -> None:  # on the trio thread
+            if done.cancelled():
+                result: outcome.Outcome[Any] = (
+                    outcome.capture(raise_cancel[0])
+                    if raise_cancel
+                    else outcome.Error(RuntimeError("cancelled on the asyncio loop"))
+                )
+            else:
+                result = outcome.capture(done.result)
+            trio.lowlevel.reschedule(trio_task, result)
 
-        def done(f: concurrent.futures.Future[Any]) -> None:  # on the loop thread
-            if f.cancelled():
-                return  # only abort() cancels it, and then nobody waits
+        def on_done(done: asyncio.Task[Any]) -> None:  # on the loop thread
             try:
-                token.run_sync_soon(deliver, outcome.capture(f.result))
+                token.run_sync_soon(finish, done)
             except trio.RunFinishedError:
                 pass  # trio is gone: nobody waits for this result any more
 
-        future.add_done_callback(done)
+        def start() -> None:  # on the loop thread
+            task = self.loop.create_task(_call(fn, args))
+            task.add_done_callback(on_done)
+            started.append(task)
 
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            nonlocal abandoned
-            abandoned = True
-            future.cancel()
-            return trio.lowlevel.Abort.SUCCEEDED
+        def cancel() -> None:  # on the loop thread, always after start()
+            for task in started:
+                task.cancel()
+
+        self.loop.call_soon_threadsafe(start)
+
+        def abort(rc: Callable[[], Any]) -> trio.lowlevel.Abort:
+            raise_cancel.append(rc)
+            self.loop.call_soon_threadsafe(cancel)
+            return trio.lowlevel.Abort.FAILED  # finish() reschedules once it ended
 
         return await trio.lowlevel.wait_task_rescheduled(abort)
 

@@ -638,6 +638,15 @@ def get_approval(d: Dialect, approval_id: int) -> Script[Approval | None]:
     return _approval(d, rows[0]) if rows else None
 
 
+def approval_for_message(d: Dialect, message_id: int) -> Script[Approval | None]:
+    """The newest approval proposed for an inbound message, if any."""
+    rows = yield Q(
+        f"SELECT {_APPROVAL} FROM approvals WHERE message_id = $1 ORDER BY id DESC LIMIT 1",
+        (message_id,),
+    )
+    return _approval(d, rows[0]) if rows else None
+
+
 def supersede_pending(d: Dialect, thread_id: int, now: datetime) -> Script[Approval | None]:
     """Mark the thread's pending plan superseded; None when there was none."""
     rows = yield Q(

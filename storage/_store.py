@@ -360,6 +360,11 @@ class Store:
         """One approval, or None for an unknown id."""
         return await self._run(s.get_approval, approval_id)  # type: ignore[no-any-return]
 
+    async def approval_for_message(self, message_id: int) -> Approval | None:
+        """The newest plan proposed for an inbound message (how a resumed job
+        knows it was already acknowledged, or approved), or None."""
+        return await self._run(s.approval_for_message, message_id)  # type: ignore[no-any-return]
+
     async def supersede_pending(self, thread_id: int) -> Approval | None:
         """Mark the thread's pending plan superseded; return it, or None if there was none."""
         return await self._run(s.supersede_pending, thread_id, self._clock())  # type: ignore[no-any-return]

@@ -555,3 +555,7 @@ async def test_get_approval(store: Store) -> None:
     proposed = await store.propose(r.thread.id, "s", "p", message_id=r.message.id)
     assert await store.get_approval(proposed.id) == proposed
     assert await store.get_approval(proposed.id + 100) is None
+    assert await store.approval_for_message(r.message.id) == proposed
+    newer = await store.propose(r.thread.id, "s2", "p2", message_id=r.message.id)
+    assert await store.approval_for_message(r.message.id) == newer
+    assert await store.approval_for_message(r.message.id + 100) is None

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from ._run import migrate, run
+from ._run import migrate, redispatch, run
 from ._storage import StorageActor
 from ._tree import build_root
-from ._users import UserThread
+from ._users import ThreadConfig, UserThread, ack_text
 
-__all__ = ["StorageActor", "UserThread", "build_root", "migrate", "run"]
+__all__ = [
+    "StorageActor",
+    "ThreadConfig",
+    "UserThread",
+    "ack_text",
+    "build_root",
+    "migrate",
+    "redispatch",
+    "run",
+]

@@ -13,9 +13,10 @@ import signal
 import structlog
 import trio
 
+from actors.brain import Brain
 from config import Settings
 from storage import Store, open_store
-from supervision import open_system
+from supervision import ActorSystem, EntityRef, open_system
 
 from ._tree import build_root
 
@@ -53,27 +54,47 @@ async def run(settings: Settings) -> int:
             requeued_jobs=requeued,
             failed_jobs=failed,
         )
-        return await _run_tree(settings, store)
+        brain = Brain(settings, store)
+        try:
+            return await _run_tree(settings, store, brain)
+        finally:
+            with trio.CancelScope(shield=True):
+                await brain.aclose()
 
 
-async def _run_tree(settings: Settings, store: Store) -> int:
+async def redispatch(system: ActorSystem, store: Store) -> int:
+    """Tell each queued job (requeued by ``recover``, or ingested while no thread
+    took it) to its user's thread, oldest first; return how many.
+
+    A thread claims all its queued jobs on the first one, so a duplicate tell
+    is harmless (the claim finds nothing)."""
+    work = await store.queued_work()
+    users = system.lookup("/users")
+    for received in work:
+        await EntityRef(users, f"{received.platform}:{received.user_id}").tell(received)
+    return len(work)
+
+
+async def _run_tree(settings: Settings, store: Store, brain: Brain) -> int:
     for door, status in settings.enabled_doors().items():
         if status is not True:
             _log.info("door_not_started", door=door, reason=status)
     k = settings.kernel
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_system(
-            build_root(settings, store),
+            build_root(settings, store, brain),
             mailbox_capacity=k.mailbox_capacity,
             ask_timeout_s=k.ask_timeout_s,
             dead_letter_capacity=k.dead_letter_capacity,
             shutdown_timeout_s=k.shutdown_timeout_s,
         ) as system:
+            resumed = await redispatch(system, store)
             _log.info(
                 "started",
                 pid=os.getpid(),
                 data_dir=str(settings.data_dir),
                 actors=system.stats()["actors"],
+                resumed_jobs=resumed,
             )
             failed = False
             async with trio.open_nursery() as nursery:

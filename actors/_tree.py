@@ -4,11 +4,12 @@
 
     /                 one_for_one
     ├── storage       the Store's health (``ask /storage kernel.Ping``)
-    ├── connectors    one_for_one; one child per enabled door (added as doors land)
+    ├── brain         the LLM gateway's status (``ask /brain kernel.Ping``)
     ├── users         Directory of user threads (keyed, passivating)
+    ├── connectors    one_for_one; one child per enabled door
     └── debug         the debug-socket server (<data_dir>/debug.sock); always last
 
-The remaining children of DESIGN.md's tree (governor, brain,
+The remaining children of DESIGN.md's tree (governor,
 payments, proactive, deploy) join here, before ``debug``, as their issues land.
 """
 
@@ -17,16 +18,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from actors.brain import Brain, BrainActor
 from config import Settings
 from storage import Store
 from supervision import DEBUG_SOCKET_NAME, Backoff, ChildSpec, DebugServer, Directory, Supervisor
 
 from ._storage import StorageActor
-from ._users import UserThread
+from ._users import ThreadConfig, UserThread
 
 
-def build_root(settings: Settings, store: Store) -> Callable[[], Supervisor]:
-    """A factory for the root supervisor of the application tree over ``store``."""
+def build_root(settings: Settings, store: Store, brain: Brain) -> Callable[[], Supervisor]:
+    """A factory for the root supervisor of the application tree over ``store``
+    and ``brain`` (both opened by ``greenroom run`` and outliving the tree)."""
+    threads = ThreadConfig(store=store, brain=brain)
     sup = settings.supervision
     backoff = Backoff(
         min_s=sup.backoff_min_s,
@@ -40,7 +44,7 @@ def build_root(settings: Settings, store: Store) -> Callable[[], Supervisor]:
 
     def users() -> Directory:
         return Directory(
-            UserThread,
+            lambda key: UserThread(key, threads),
             idle_timeout_s=settings.users.idle_timeout_s,
             max_live=settings.users.max_live,
         )
@@ -68,9 +72,13 @@ def build_root(settings: Settings, store: Store) -> Callable[[], Supervisor]:
     def root() -> Supervisor:
         return Supervisor(
             [
+                # Left to right: what a child needs is started before it;
+                # connectors after users (an inbound message has a thread to
+                # go to) and stopped before them.
                 ChildSpec("storage", lambda: StorageActor(store)),
-                ChildSpec("connectors", connectors),
+                ChildSpec("brain", lambda: BrainActor(brain)),
                 ChildSpec("users", users),
+                ChildSpec("connectors", connectors),
                 ChildSpec("debug", debug),
             ],
             strategy="one_for_one",

@@ -8,6 +8,7 @@ Values are validated here; where they come from (files, environment, CLI) is
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -39,6 +41,7 @@ SECRET_ENV: dict[str, str] = {
     "nostr_private_key": "NOSTR_PRIVATE_KEY",
     "lnbits_invoice_key": "LNBITS_INVOICE_KEY",
     "lnbits_admin_key": "LNBITS_ADMIN_KEY",
+    "openai_api_key": "OPENAI_API_KEY",
 }
 
 
@@ -74,10 +77,27 @@ class _Section(BaseModel):
 
 
 class HttpSettings(_Section):
-    """``[http]``: the HTTP door."""
+    """``[http]``: the HTTP door and its bounds (each one's behaviour when hit in the toml)."""
 
     host: str = Field("127.0.0.1", min_length=1)
-    port: int = Field(8080, ge=1, le=65535)
+    port: int = Field(8080, ge=0, le=65535)  # 0 = any free port (logged as http_listening)
+    max_text_bytes: int = Field(16384, ge=1)  # a message's text, UTF-8; more: 413
+    max_body_bytes: int = Field(65536, ge=1024, le=16 << 20)  # a request body; more: 413
+    session_rate_per_minute: int = Field(10, ge=1)  # new sessions per client address; more: 429
+    session_ttl_s: float = Field(30 * 86400.0, gt=0)  # a session token's lifetime
+    long_poll_max_s: float = Field(30.0, ge=0, le=300)  # cap of GET /api/events?wait=
+    max_waiters: int = Field(10_000, ge=1)  # long-polls and streams open at once; more: 503
+
+    # A field validator rather than a model one, so the error names the field.
+    @field_validator("max_body_bytes")
+    @classmethod
+    def _body_holds_text(cls, value: int, info: ValidationInfo) -> int:
+        text = info.data.get("max_text_bytes")
+        if text is not None and value <= text:
+            raise PydanticCustomError(
+                "body_limit", "must be > max_text_bytes ({text})", {"text": text}
+            )
+        return value
 
 
 class DebugSettings(_Section):
@@ -198,6 +218,114 @@ class LnbitsSettings(_Section):
         return _check_url(value, ("https", "http"), allow_empty=True)
 
 
+# --------------------------------------------------------------------------- brain
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a TOML/env key: no dots
+
+
+class ModelSettings(_Section):
+    """``[brain.models.<name>]``: one model a cascade can name, and its price."""
+
+    provider: Literal["anthropic", "openai"]
+    model: str = Field(min_length=1)  # the provider's model id
+    # openai: the chat-completions base URL, e.g. "https://openrouter.ai/api/v1" (required);
+    # anthropic: must be "" ([anthropic] base_url / ANTHROPIC_BASE_URL applies).
+    base_url: str = Field("", validate_default=True)
+    price_in_per_mtok: float = Field(0.0, ge=0)  # USD per million input tokens
+    price_out_per_mtok: float = Field(0.0, ge=0)  # USD per million output tokens
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_for_provider(cls, value: str, info: ValidationInfo) -> str:
+        provider = info.data.get("provider")
+        if provider == "openai":
+            return _check_url(value, ("https", "http"), allow_empty=False)
+        if provider == "anthropic" and value != "":
+            raise PydanticCustomError(
+                "base_url",
+                "must be '' for provider anthropic "
+                "(set [anthropic] base_url or ANTHROPIC_BASE_URL)",
+            )
+        return value
+
+
+def _names(value: Any) -> Any:
+    # The environment spells a list as "a,b" (GREENROOM_BRAIN__CASCADES__ANSWER=a,b).
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+_Cascade = Annotated[tuple[str, ...], BeforeValidator(_names), Field(min_length=1)]
+
+
+class CascadeSettings(_Section):
+    """``[brain.cascades]``: the models tried, in order, for each purpose."""
+
+    classify: _Cascade = ("haiku", "sonnet")
+    answer: _Cascade = ("sonnet", "haiku")
+    background: _Cascade = ("haiku", "sonnet")
+
+
+def _default_models() -> dict[str, ModelSettings]:
+    # Ids and prices from Anthropic's models overview and pricing pages.
+    return {
+        "haiku": ModelSettings(
+            provider="anthropic",
+            model="claude-haiku-4-5",
+            price_in_per_mtok=1.0,
+            price_out_per_mtok=5.0,
+        ),
+        "sonnet": ModelSettings(
+            provider="anthropic",
+            model="claude-sonnet-4-6",
+            price_in_per_mtok=3.0,
+            price_out_per_mtok=15.0,
+        ),
+    }
+
+
+class BrainSettings(_Section):
+    """``[brain]``: models, cascades per purpose, breaker, timeouts, tool-loop bound."""
+
+    models: dict[str, ModelSettings] = Field(default_factory=_default_models)
+    cascades: CascadeSettings = CascadeSettings()
+    breaker_failures: int = Field(3, ge=1)  # consecutive failures that open a model's breaker
+    breaker_cooldown_s: float = Field(30.0, gt=0)  # open -> half_open after this long
+    call_timeout_s: float = Field(60.0, gt=0)  # one model call, start to last byte
+    max_tool_steps: int = Field(4, ge=0)  # tool rounds in one answer before it must reply
+    max_output_tokens: int = Field(1024, ge=1)  # per model call
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: dict[str, ModelSettings]) -> dict[str, ModelSettings]:
+        for name in value:
+            if not _MODEL_NAME.match(name):
+                raise PydanticCustomError(
+                    "model_name",
+                    "model name '{name}' must be 1-64 letters, digits, '_' or '-'",
+                    {"name": name},
+                )
+        return value
+
+    # A field validator rather than a model one, so the error names the field.
+    @field_validator("cascades")
+    @classmethod
+    def _known_models(cls, value: CascadeSettings, info: ValidationInfo) -> CascadeSettings:
+        models = info.data.get("models")
+        if models is None:
+            return value  # models itself was invalid: that error is the one to report
+        for purpose in ("classify", "answer", "background"):
+            for name in getattr(value, purpose):
+                if name not in models:
+                    raise PydanticCustomError(
+                        "unknown_model",
+                        "{purpose} names unknown model '{name}' (known: {known})",
+                        {"purpose": purpose, "name": name, "known": ", ".join(sorted(models))},
+                    )
+        return value
+
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -223,6 +351,7 @@ class Settings(BaseSettings):
     nostr: NostrSettings = NostrSettings()
     anthropic: AnthropicSettings = AnthropicSettings()
     lnbits: LnbitsSettings = LnbitsSettings()
+    brain: BrainSettings = BrainSettings()
 
     # Secrets: environment or secrets file only (see SECRET_ENV). None = unset.
     database_url: SecretStr | None = None
@@ -233,6 +362,7 @@ class Settings(BaseSettings):
     nostr_private_key: SecretStr | None = None
     lnbits_invoice_key: SecretStr | None = None
     lnbits_admin_key: SecretStr | None = None
+    openai_api_key: SecretStr | None = None  # every [brain] model with provider "openai"
 
     @classmethod
     def settings_customise_sources(

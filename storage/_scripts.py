@@ -420,16 +420,23 @@ def queued_work(d: Dialect, limit: int) -> Script[list[Received]]:
 
 
 def recover(d: Dialect, max_attempts: int, now: datetime) -> Script[tuple[int, int]]:
-    """Requeue jobs a crash left running; fail those already tried ``max_attempts`` times."""
+    """Requeue jobs a crash left running (not those waiting for an OK); fail those
+    already tried ``max_attempts`` times."""
     ts = d.ts(now)
+    # A job whose plan waits for the user's OK is not interrupted work: it stays
+    # running (its thread resumes waiting), however many restarts pass.
+    waiting = (
+        "NOT EXISTS (SELECT 1 FROM approvals a WHERE a.message_id = reactive_jobs.message_id "
+        "AND a.status = 'pending')"
+    )
     failed = yield Q(
         "UPDATE reactive_jobs SET status = 'failed', error = 'interrupted by restarts too often', "
-        "updated_at = $2 WHERE status = 'running' AND attempts >= $1 RETURNING id",
+        f"updated_at = $2 WHERE status = 'running' AND attempts >= $1 AND {waiting} RETURNING id",
         (max_attempts, ts),
     )
     requeued = yield Q(
         "UPDATE reactive_jobs SET status = 'queued', updated_at = $1 "
-        "WHERE status = 'running' RETURNING id",
+        f"WHERE status = 'running' AND {waiting} RETURNING id",
         (ts,),
     )
     return len(requeued), len(failed)

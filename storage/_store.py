@@ -223,7 +223,8 @@ class Store:
         """At start: requeue the jobs a crash left ``running``; return (requeued, failed).
 
         A job already started ``max_attempts`` times is failed instead, so a
-        message that crashes the process cannot loop forever. Call it once,
+        message that crashes the process cannot loop forever. A job whose plan
+        has a pending approval is left running: it waits for the user's OK. Call it once,
         before claiming, from the one process that owns the database.
         """
         _check_limit("max_attempts", max_attempts)

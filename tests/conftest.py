@@ -19,7 +19,7 @@ import pytest
 from ops import pg
 from storage import Store, open_store
 
-pytest_plugins = ["supervision.testing"]
+pytest_plugins = ["supervision.testing", "tests.fake_llm"]
 
 
 class Clock:

@@ -30,6 +30,7 @@ ALL_SECRETS = {
     "NOSTR_PRIVATE_KEY": "nsec1s3cret",
     "LNBITS_INVOICE_KEY": "s3cret-invoice",
     "LNBITS_ADMIN_KEY": "s3cret-admin",
+    "OPENAI_API_KEY": "sk-openai-s3cret",
 }
 
 
@@ -192,7 +193,7 @@ def test_empty_secret_is_unset() -> None:
     ("env", "needle"),
     [
         ({"GREENROOM_HTTP_PORT": "70000"}, "'http.port' = '70000' (from env GREENROOM_HTTP_PORT)"),
-        ({"GREENROOM_HTTP_PORT": "0"}, "'http.port' = '0'"),
+        ({"GREENROOM_HTTP_PORT": "-1"}, "'http.port' = '-1'"),
         ({"GREENROOM_KERNEL__MAILBOX_CAPACITY": "0"}, "'kernel.mailbox_capacity' = '0'"),
         ({"GREENROOM_KERNEL__ASK_TIMEOUT_S": "0"}, "'kernel.ask_timeout_s' = '0'"),
         ({"GREENROOM_KERNEL__ASK_TIMEOUT_S": "nan"}, "'kernel.ask_timeout_s' = 'nan'"),
@@ -231,7 +232,7 @@ def test_bad_value_from_file_names_the_file(tmp_path: Path) -> None:
 
 
 def test_several_errors_become_one(tmp_path: Path) -> None:
-    env = {"GREENROOM_HTTP_PORT": "0", "GREENROOM_KERNEL__MAILBOX_CAPACITY": "0"}
+    env = {"GREENROOM_HTTP_PORT": "-1", "GREENROOM_KERNEL__MAILBOX_CAPACITY": "0"}
     with pytest.raises(ConfigError, match=r"and 1 more"):
         load_settings(env=env)
 
@@ -385,7 +386,7 @@ def test_effective_config_masks_every_secret() -> None:
             assert value not in text, name
     assert eff["database_url"] == "postgresql://app:***@db.internal:5432/greenroom"
     assert all(eff[field] == "***" for field in SECRET_ENV if field != "database_url")
-    assert eff["http"] == {"host": "127.0.0.1", "port": 8080}
+    assert (eff["http"]["host"], eff["http"]["port"]) == ("127.0.0.1", 8080)
     assert eff["data_dir"] == "data"
 
 

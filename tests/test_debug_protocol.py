@@ -122,7 +122,11 @@ async def test_types_stats_and_dead_letters(live: Live) -> None:
     assert ping["type"] == "kernel.Ping" and "note" in ping["schema"]["properties"]
     await client.result("inject", path="/users/dead:1", type="kernel.Pong", body={})
     user_types = await client.result("types", path="/users/dead:1")
-    assert [t["type"] for t in user_types["types"]] == ["kernel.Ping"]
+    assert [t["type"] for t in user_types["types"]] == [
+        "chat.Received",
+        "chat.Approve",
+        "kernel.Ping",
+    ]
     # The Pong fails the thread; this ask waits behind it in the mailbox (which
     # survives the restart), so once it is answered the dead letter is recorded.
     after = await client.result("ask", path="/users/dead:1", type="kernel.Ping", body={})

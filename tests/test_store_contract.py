@@ -294,6 +294,15 @@ async def test_recover_requeues_running_jobs_and_fails_ones_tried_too_often(stor
     assert (await store.get_job(b.id)).status == "queued"
 
 
+async def test_recover_leaves_a_job_waiting_for_an_ok_alone(store: Store) -> None:
+    r = await store.ingest(inbound(1))
+    [job] = await store.claim_jobs(1)
+    await store.propose(r.thread.id, "s", "p", message_id=r.message.id)
+    for _ in range(3):  # however many restarts
+        assert await store.recover() == (0, 0)
+    assert (await store.get_job(job.id)).status == "running"
+
+
 # ---------------------------------------------------------------- the outbox
 async def test_a_reply_is_recorded_once_listed_until_sent_and_never_after(store: Store) -> None:
     thread = (await store.ingest(inbound(1))).thread

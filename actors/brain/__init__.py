@@ -1,0 +1,27 @@
+"""The brain: LLM providers, cascades with circuit breakers, the classifier, tools, cost.
+
+:class:`Brain` is what user threads and proactive actors call (``classify``,
+``answer``, ``summarize``, ``extract_memories``), each with a
+:class:`CallContext` naming the user, their tier and the ledger scope.
+Anthropic models go through the official SDK, any OpenAI-compatible endpoint
+through httpx; each purpose has an ordered cascade of models from
+``[brain]`` in the config, and every answer is written to the token ledger
+with its cost. :class:`BrainActor` is ``/brain`` in the tree. Errors are
+:class:`BrainError` and its subclasses.
+"""
+
+from __future__ import annotations
+
+from ._actor import BrainActor
+from ._brain import Brain, CallContext
+from ._errors import AllModelsFailed, BrainError, InvalidIntent, NoModelConfigured
+
+__all__ = [
+    "AllModelsFailed",
+    "Brain",
+    "BrainActor",
+    "BrainError",
+    "CallContext",
+    "InvalidIntent",
+    "NoModelConfigured",
+]

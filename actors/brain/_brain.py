@@ -1,0 +1,323 @@
+"""The Brain: the one object user threads and proactive actors call for LLM work.
+
+It owns the provider clients, the per-model breakers and the tool registry;
+every call goes through the purpose's cascade (see ``_cascade``) and every
+answer that came back writes one token-ledger row, whether or not it was
+usable (an invalid ``report_intent`` still cost tokens). Calls that failed
+before an answer consumed nothing and write no row; they are logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import httpx
+import httpx2
+import pydantic
+import structlog
+import trio
+
+from config import Settings
+from protocols import ChatTurn, Intent
+from storage import Store, TokenUsage
+
+from ._anthropic import AnthropicProvider
+from ._breaker import Breaker
+from ._cascade import Cascade, ModelSlot
+from ._errors import BrainError, InvalidIntent
+from ._openai import OpenAIProvider
+from ._prompts import (
+    ANSWER_SYSTEM,
+    CLASSIFY_SYSTEM,
+    MEMORIES_SYSTEM,
+    REPORT_INTENT,
+    REPORT_MEMORIES,
+    SUMMARIZE_SYSTEM,
+    render_context,
+    transcript,
+)
+from ._providers import Completion, ModelRequest, Provider, Turn
+from ._tools import DEFAULT_TOOLS, ToolRegistry
+
+__all__ = ["Brain", "CallContext", "Purpose"]
+
+log = structlog.get_logger("greenroom.brain")
+
+Purpose = Literal["classify", "answer", "background"]
+T = TypeVar("T")
+_MAX_FACTS = 20
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Who a call is for: ledger scope, tool tier, and the thread the tools may read."""
+
+    user_key: str  # "telegram:42"
+    tier: Literal["public", "admin"]
+    thread_id: int | None  # for the recent_messages tool
+    scope: Literal["reactive", "proactive"] = "reactive"
+
+
+class Brain:
+    """LLM gateway: classify, answer (with tools), summarize, extract memories.
+
+    Constructing it calls nothing and never fails for missing credentials: a
+    model without them is skipped, and with none usable every call raises
+    NoModelConfigured. ``transport`` replaces the HTTP transport of the
+    OpenAI-compatible client (httpx), ``anthropic_transport`` that of the
+    Anthropic SDK (which is built on httpx2); both are test seams only.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        anthropic_transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        cfg = settings.brain
+        self._store = store
+        self._cascades: dict[Purpose, tuple[str, ...]] = {
+            "classify": cfg.cascades.classify,
+            "answer": cfg.cascades.answer,
+            "background": cfg.cascades.background,
+        }
+        self._max_tokens = cfg.max_output_tokens
+        self._max_tool_steps = cfg.max_tool_steps
+        backstop = cfg.call_timeout_s * 2  # trio.fail_after is the real bound
+        self._http = httpx.AsyncClient(transport=transport, timeout=backstop)
+        key = settings.anthropic_api_key
+        self._anthropic = (
+            None
+            if key is None
+            else AnthropicProvider(
+                key.get_secret_value(),
+                settings.anthropic.base_url,
+                timeout_s=backstop,
+                transport=anthropic_transport,
+            )
+        )
+        openai_key = settings.openai_api_key
+        slots: dict[str, ModelSlot] = {}
+        for name, m in cfg.models.items():
+            provider: Provider | None
+            if m.provider == "anthropic":
+                provider, missing = self._anthropic, "ANTHROPIC_API_KEY is unset"
+            else:
+                secret = None if openai_key is None else openai_key.get_secret_value()
+                provider, missing = OpenAIProvider(m.base_url, secret, client=self._http), ""
+            slots[name] = ModelSlot(
+                name=name,
+                provider_name=m.provider,
+                model=m.model,
+                price_in_per_mtok=m.price_in_per_mtok,
+                price_out_per_mtok=m.price_out_per_mtok,
+                provider=provider,
+                missing="" if provider is not None else missing,
+                breaker=Breaker(cfg.breaker_failures, cfg.breaker_cooldown_s),
+            )
+        self._cascade = Cascade(slots, timeout_s=cfg.call_timeout_s)
+        self._tools = ToolRegistry(DEFAULT_TOOLS)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def configured(self) -> bool:
+        """Whether any cascade has a model with credentials."""
+        return any(self._cascade.usable(names) for names in self._cascades.values())
+
+    def status(self) -> dict[str, Any]:
+        """Per model: provider, model id, configured, breaker state, consecutive failures.
+        Reads ``trio.current_time()``: call it from the trio loop."""
+        now = trio.current_time()
+        return {
+            name: {
+                "provider": slot.provider_name,
+                "model": slot.model,
+                "configured": slot.provider is not None,
+                "breaker": slot.breaker.state(now),
+                "consecutive_failures": slot.breaker.failures,
+            }
+            for name, slot in self._cascade.slots.items()
+        }
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients. Idempotent; shielded, so it completes when cancelled."""
+        with trio.CancelScope(shield=True):
+            if self._anthropic is not None:
+                await self._anthropic.aclose()
+            await self._http.aclose()
+
+    # ------------------------------------------------------------------ purposes
+
+    async def classify(self, ctx: CallContext, context: Sequence[ChatTurn], text: str) -> Intent:
+        """Classify ``text`` (the user's latest message) with the classify cascade,
+        through a forced ``report_intent`` tool call.
+
+        Invalid tool input is asked for once more; a second invalid answer raises
+        InvalidIntent (both answers are in the ledger). Also raises
+        NoModelConfigured, AllModelsFailed. A checkpoint; cancellation abandons
+        the model call, and a ledger row for an answer already received is still
+        written.
+        """
+        notes, turns = render_context(context, text)
+        request = ModelRequest(
+            system=_with_notes(CLASSIFY_SYSTEM, notes),
+            turns=turns,
+            max_tokens=self._max_tokens,
+            tools=(REPORT_INTENT,),
+            tool_choice=REPORT_INTENT.name,
+        )
+        return await self._forced("classify", ctx, request, Intent.model_validate, InvalidIntent)
+
+    async def answer(
+        self, ctx: CallContext, context: Sequence[ChatTurn], text: str, plan: str | None
+    ) -> str:
+        """Answer ``text`` with the answer cascade, the tools ``ctx.tier`` permits and,
+        when given, the approved ``plan``; return the reply text (never empty).
+
+        Tool rounds are bounded by ``max_tool_steps``: the call after the last
+        round forbids tools. Raises NoModelConfigured, AllModelsFailed, or
+        BrainError when no text came back. A checkpoint; cancellation stops
+        the loop (tools already run stay done).
+        """
+        notes, turns = render_context(context, text)
+        memories = await self._store.recall(ctx.user_key, _MAX_FACTS)
+        system = ANSWER_SYSTEM
+        if memories:
+            system += "\nWhat you know about this user:\n" + "\n".join(
+                f"- {m.fact}" for m in memories
+            )
+        if plan:
+            system += f"\nThe user approved this plan; carry it out: {plan}"
+        system = _with_notes(system, notes)
+        tools = self._tools.visible(ctx.tier)
+        history = list(turns)
+        for step in range(self._max_tool_steps + 1):
+            last = step == self._max_tool_steps
+            request = ModelRequest(
+                system=system,
+                turns=tuple(history),
+                max_tokens=self._max_tokens,
+                tools=tools,
+                tool_choice="none" if last else "auto",
+                stream=True,
+            )
+            _, completion = await self._call("answer", ctx, request, step=step)
+            if not completion.tool_calls or last:
+                reply = completion.text.strip()
+                if not reply:
+                    raise BrainError(
+                        f"the model gave no text (stop reason {completion.stop_reason or '?'})"
+                    )
+                return reply
+            history.append(Turn("assistant", completion.text, tool_calls=completion.tool_calls))
+            results = [await self._tools.call(ctx, self._store, c) for c in completion.tool_calls]
+            history.append(Turn("user", tool_results=tuple(results)))
+        raise AssertionError("unreachable: the last step returns or raises")
+
+    async def summarize(self, ctx: CallContext, turns: Sequence[ChatTurn]) -> str:
+        """Summarise ``turns`` with the background cascade; never returns an empty string.
+
+        Raises BrainError for an empty summary (keep the long context then),
+        NoModelConfigured, AllModelsFailed. A checkpoint; cancellation abandons
+        the call.
+        """
+        request = ModelRequest(
+            system=SUMMARIZE_SYSTEM,
+            turns=(Turn("user", transcript(turns) or "(no messages)"),),
+            max_tokens=self._max_tokens,
+        )
+        _, completion = await self._call("background", ctx, request, task="summarize")
+        summary = completion.text.strip()
+        if not summary:
+            raise BrainError("the model returned an empty summary")
+        return summary
+
+    async def extract_memories(self, ctx: CallContext, turns: Sequence[ChatTurn]) -> list[str]:
+        """Facts about the user found in ``turns`` (stripped, deduplicated, at most 20),
+        through a forced ``report_memories`` call on the background cascade. Stores
+        nothing. Invalid tool input is retried once, then BrainError; also
+        NoModelConfigured, AllModelsFailed. A checkpoint.
+        """
+        request = ModelRequest(
+            system=MEMORIES_SYSTEM,
+            turns=(Turn("user", transcript(turns) or "(no messages)"),),
+            max_tokens=self._max_tokens,
+            tools=(REPORT_MEMORIES,),
+            tool_choice=REPORT_MEMORIES.name,
+        )
+        return await self._forced("background", ctx, request, _facts, BrainError)
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _forced(
+        self,
+        purpose: Purpose,
+        ctx: CallContext,
+        request: ModelRequest,
+        parse: Callable[[dict[str, Any]], T],
+        error: type[BrainError],
+    ) -> T:
+        tool = request.tool_choice
+        problem = ""
+        for attempt in (1, 2):
+            _, completion = await self._call(purpose, ctx, request, attempt=attempt, tool=tool)
+            call = next((c for c in completion.tool_calls if c.name == tool), None)
+            if call is None:
+                problem = f"the model did not call {tool}"
+            elif call.input is None:
+                problem = f"{tool} input is not a JSON object: {call.raw[:100]!r}"
+            else:
+                try:
+                    return parse(call.input)
+                except (pydantic.ValidationError, ValueError, TypeError) as exc:
+                    problem = f"{tool} input is invalid: {_one_line(exc)}"
+            log.warning("brain.invalid_tool_input", purpose=purpose, attempt=attempt, error=problem)
+        raise error(f"{problem} (twice)")
+
+    async def _call(
+        self, purpose: Purpose, ctx: CallContext, request: ModelRequest, **meta: Any
+    ) -> tuple[ModelSlot, Completion]:
+        slot, completion = await self._cascade.call(purpose, self._cascades[purpose], request)
+        usage = TokenUsage(
+            scope=ctx.scope,
+            provider=slot.provider_name,
+            model=slot.model,
+            tokens_in=completion.tokens_in,
+            tokens_out=completion.tokens_out,
+            cost=slot.cost(completion.tokens_in, completion.tokens_out),
+            meta={"purpose": purpose, "model_name": slot.name, "user": ctx.user_key, **meta},
+        )
+        # Shielded: tokens already spent are recorded even if the caller was
+        # superseded (cancelled) while the row was being written.
+        with trio.CancelScope(shield=True):
+            await self._store.record_tokens(usage)
+        return slot, completion
+
+
+def _with_notes(system: str, notes: str) -> str:
+    return f"{system}\n\nNotes from earlier in this conversation:\n{notes}" if notes else system
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, pydantic.ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors()
+        )
+    return " ".join(str(exc).split())
+
+
+def _facts(data: dict[str, Any]) -> list[str]:
+    facts = data.get("facts")
+    if not isinstance(facts, list) or not all(isinstance(f, str) for f in facts):
+        raise ValueError("facts must be a list of strings")
+    out: list[str] = []
+    for fact in facts:
+        fact = " ".join(fact.split())[:300]
+        if fact and fact not in out:
+            out.append(fact)
+    return out[:_MAX_FACTS]

@@ -1,0 +1,97 @@
+"""Shared setup for the brain tests: settings pointing at the fake LLM, a Brain, the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from actors.brain import Brain, CallContext
+from config import Settings
+from storage import Store, TokenSpend, open_store
+from tests.fake_llm import FakeLLM
+
+ANTHROPIC_KEY = "sk-ant-test-key"
+OPENAI_KEY = "sk-oai-test-key"
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+PUBLIC = CallContext("telegram:42", "public", None)
+ADMIN = CallContext("telegram:1", "admin", None)
+INTENT = {
+    "intent": "question",
+    "summary": "The user asks what time it is.",
+    "plan": "Tell them the current time.",
+    "needs_confirmation": False,
+    "confidence": 0.9,
+}
+
+
+def models(fake: FakeLLM) -> dict[str, Any]:
+    return {
+        "a": {
+            "provider": "anthropic",
+            "model": "claude-a",
+            "price_in_per_mtok": 1.0,
+            "price_out_per_mtok": 5.0,
+        },
+        "b": {
+            "provider": "anthropic",
+            "model": "claude-b",
+            "price_in_per_mtok": 3.0,
+            "price_out_per_mtok": 15.0,
+        },
+        "c": {"provider": "anthropic", "model": "claude-c"},
+        "d": {"provider": "anthropic", "model": "claude-d"},
+        "o": {
+            "provider": "openai",
+            "model": "gpt-o",
+            "base_url": fake.openai_url,
+            "price_in_per_mtok": 0.5,
+            "price_out_per_mtok": 1.5,
+        },
+    }
+
+
+def settings_for(
+    fake: FakeLLM,
+    *,
+    cascade: list[str] | None = None,
+    anthropic_key: str | None = ANTHROPIC_KEY,
+    openai_key: str | None = OPENAI_KEY,
+    **brain: Any,
+) -> Settings:
+    names = cascade or ["a"]
+    data: dict[str, Any] = {
+        "anthropic": {"base_url": fake.url},
+        "brain": {
+            "models": models(fake),
+            "cascades": {"classify": names, "answer": names, "background": names},
+            **brain,
+        },
+    }
+    if anthropic_key:
+        data["anthropic_api_key"] = anthropic_key
+    if openai_key:
+        data["openai_api_key"] = openai_key
+    return Settings.model_validate(data)
+
+
+@asynccontextmanager
+async def open_brain(settings: Settings, store: Store) -> AsyncIterator[Brain]:
+    brain = Brain(settings, store)
+    try:
+        yield brain
+    finally:
+        await brain.aclose()
+
+
+@asynccontextmanager
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    # A fixed wall clock: the ledger's day never straddles midnight mid-test.
+    async with open_store(None, tmp_path, clock=lambda: NOW) as store:
+        yield store
+
+
+async def spend(store: Store, scope: str = "reactive") -> TokenSpend:
+    return await store.token_spend(scope, NOW.date())  # type: ignore[arg-type]

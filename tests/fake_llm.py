@@ -1,0 +1,463 @@
+"""A local stand-in for paid LLM APIs, speaking their real wire formats over HTTP/1.1.
+
+Serves, on 127.0.0.1 and a free port:
+
+- ``POST /v1/messages``: Anthropic's Messages API, plain JSON or, when the
+  request says ``"stream": true``, server-sent events (``message_start``,
+  ``content_block_start``, ``content_block_delta`` with ``text_delta`` /
+  ``input_json_delta``, ``content_block_stop``, ``message_delta``,
+  ``message_stop``); errors as ``{"type": "error", "error": {"type", "message"}}``.
+- ``POST /v1/chat/completions``: OpenAI chat completions with ``tool_calls``
+  and ``usage``; errors as ``{"error": {"message", "type", "param", "code"}}``.
+
+Scripting: ``fake.script(model_id, reply, ...)`` queues replies per model id
+(the request's ``"model"``); each request takes the next one. A model with
+nothing queued answers 400 (a client error: the cascade stops and the test
+fails with a clear message). ``fake.requests`` records every request. The
+server is started by the ``fake_llm`` fixture with ``nursery.start``, so a
+test begins only once it listens. Built on ``h11`` (already an httpx
+dependency): no server framework needed.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import h11
+import pytest
+import trio
+
+__all__ = [
+    "Call",
+    "FakeLLM",
+    "Hang",
+    "HttpError",
+    "Recorded",
+    "Reply",
+    "Text",
+    "ToolUse",
+    "fake_llm",
+]
+
+Provider = Literal["anthropic", "openai"]
+
+
+@dataclass(frozen=True)
+class Call:
+    """A tool call in a reply; ``input`` a dict, or a string sent as-is (malformed JSON)."""
+
+    name: str
+    input: dict[str, Any] | str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A successful answer: text and/or tool calls, with its usage."""
+
+    text: str = ""
+    calls: tuple[Call, ...] = ()
+    tokens_in: int = 100
+    tokens_out: int = 20
+
+
+def Text(text: str, tokens_in: int = 100, tokens_out: int = 20) -> Reply:
+    return Reply(text=text, tokens_in=tokens_in, tokens_out=tokens_out)
+
+
+def ToolUse(name: str, input: dict[str, Any] | str, text: str = "", **usage: int) -> Reply:
+    return Reply(text=text, calls=(Call(name, input),), **usage)
+
+
+@dataclass(frozen=True)
+class HttpError:
+    """An error status with the provider's error body (``kind`` is Anthropic's error type)."""
+
+    status: int
+    kind: str = "api_error"
+    message: str = "Internal server error"
+    retry_after: float | None = None
+
+    @classmethod
+    def overloaded(cls) -> HttpError:
+        return cls(529, "overloaded_error", "Overloaded")
+
+    @classmethod
+    def rate_limited(cls, retry_after: float | None = 30) -> HttpError:
+        return cls(
+            429,
+            "rate_limit_error",
+            "Number of request tokens has exceeded your rate limit",
+            retry_after,
+        )
+
+    @classmethod
+    def server(cls) -> HttpError:
+        return cls(500, "api_error", "Internal server error")
+
+    @classmethod
+    def bad_request(cls, message: str = "messages: field required") -> HttpError:
+        return cls(400, "invalid_request_error", message)
+
+
+@dataclass(frozen=True)
+class Hang:
+    """Never answer (until the client gives up and closes the connection)."""
+
+
+Script = Reply | HttpError | Hang
+
+_OPENAI_TYPES = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    429: ("requests", "rate_limit_exceeded"),
+    500: ("server_error", None),
+    529: ("server_error", None),
+}
+
+
+@dataclass
+class Recorded:
+    """One request the fake received."""
+
+    provider: Provider
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+    @property
+    def model(self) -> str:
+        return str(self.body.get("model", ""))
+
+    @property
+    def tool_names(self) -> list[str]:
+        tools = self.body.get("tools") or []
+        if self.provider == "anthropic":
+            return [t["name"] for t in tools]
+        return [t["function"]["name"] for t in tools]
+
+
+@dataclass
+class FakeLLM:
+    """The scriptable server; see the module docstring."""
+
+    requests: list[Recorded] = field(default_factory=list)
+    port: int = 0
+    _queues: dict[str, collections.deque[Script]] = field(
+        default_factory=lambda: collections.defaultdict(collections.deque)
+    )
+    _ids: itertools.count[int] = field(default_factory=itertools.count)
+    #: set whenever a request arrives (tests wait on it instead of sleeping)
+    hanging: int = 0
+    _arrived: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def url(self) -> str:
+        """Base URL for Anthropic (the SDK appends ``/v1/messages``)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def openai_url(self) -> str:
+        """Base URL for OpenAI-compatible clients (``.../v1``)."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def script(self, model: str, *replies: Script) -> None:
+        """Queue ``replies`` for requests naming ``model``, in order."""
+        self._queues[model].extend(replies)
+
+    def pending(self) -> dict[str, int]:
+        """Replies still queued, per model (tests assert it is empty)."""
+        return {m: len(q) for m, q in self._queues.items() if q}
+
+    async def wait_hanging(self, n: int = 1) -> None:
+        """Wait until ``n`` requests are being held by Hang replies."""
+        while self.hanging < n:
+            self._arrived = trio.Event()
+            await self._arrived.wait()
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            await trio.serve_listeners(self._connection, listeners, handler_nursery=nursery)
+
+    # ------------------------------------------------------------------ HTTP/1.1
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                request, body = await self._read_request(conn, stream)
+                if request is None:
+                    return
+                keep = await self._handle(conn, stream, request, body)
+                if not keep or conn.our_state is h11.MUST_CLOSE:
+                    return
+                conn.start_next_cycle()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError):
+            return
+        finally:
+            await stream.aclose()
+
+    async def _read_request(
+        self, conn: h11.Connection, stream: trio.SocketStream
+    ) -> tuple[h11.Request | None, bytes]:
+        request: h11.Request | None = None
+        body = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some(65536)
+                if not data and request is None:
+                    return None, b""
+                conn.receive_data(data)
+            elif isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return request, bytes(body)
+            elif isinstance(event, h11.ConnectionClosed):
+                return None, b""
+
+    async def _send(self, conn: h11.Connection, stream: trio.SocketStream, *events: Any) -> None:
+        for event in events:
+            data = conn.send(event)
+            if data:
+                await stream.send_all(data)
+
+    async def _handle(
+        self, conn: h11.Connection, stream: trio.SocketStream, request: h11.Request, raw: bytes
+    ) -> bool:
+        path = request.target.decode()
+        headers = {k.decode().lower(): v.decode() for k, v in request.headers}
+        provider: Provider
+        if path.startswith("/v1/messages"):
+            provider = "anthropic"
+        elif path.startswith("/v1/chat/completions"):
+            provider = "openai"
+        else:
+            await self._json(conn, stream, 404, {"error": f"no route {path}"})
+            return True
+        body = json.loads(raw or b"{}")
+        self.requests.append(Recorded(provider, path, headers, body))
+        queue = self._queues.get(body.get("model", ""))
+        script: Script = (
+            queue.popleft()
+            if queue
+            else HttpError(
+                400,
+                "invalid_request_error",
+                f"fake_llm: nothing scripted for {body.get('model')!r}",
+            )
+        )
+        match script:
+            case Hang():
+                self.hanging += 1
+                self._arrived.set()
+                # Hold the request until the client hangs up.
+                while await stream.receive_some(65536):
+                    pass
+                return False
+            case HttpError():
+                extra = (
+                    {} if script.retry_after is None else {"retry-after": f"{script.retry_after:g}"}
+                )
+                await self._json(
+                    conn, stream, script.status, self._error_body(provider, script), extra
+                )
+            case Reply() if provider == "anthropic" and body.get("stream"):
+                await self._anthropic_stream(conn, stream, body, script)
+            case Reply() if provider == "anthropic":
+                await self._json(conn, stream, 200, self._anthropic_message(body, script))
+            case Reply():
+                await self._json(conn, stream, 200, self._openai_completion(body, script))
+        return True
+
+    async def _json(
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        status: int,
+        payload: Any,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        data = json.dumps(payload).encode()
+        headers = [
+            ("content-type", "application/json"),
+            ("content-length", str(len(data))),
+            ("request-id", f"req_{next(self._ids)}"),
+            *(extra or {}).items(),
+        ]
+        await self._send(
+            conn,
+            stream,
+            h11.Response(status_code=status, headers=headers),
+            h11.Data(data=data),
+            h11.EndOfMessage(),
+        )
+
+    # ------------------------------------------------------------------ bodies
+
+    def _error_body(self, provider: Provider, error: HttpError) -> dict[str, Any]:
+        if provider == "anthropic":
+            return {
+                "type": "error",
+                "error": {"type": error.kind, "message": error.message},
+                "request_id": f"req_{next(self._ids)}",
+            }
+        kind, code = _OPENAI_TYPES.get(error.status, ("invalid_request_error", None))
+        return {"error": {"message": error.message, "type": kind, "param": None, "code": code}}
+
+    def _anthropic_blocks(self, reply: Reply) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = []
+        if reply.text:
+            blocks.append({"type": "text", "text": reply.text})
+        for call in reply.calls:
+            blocks.append(
+                {
+                    "type": "tool_use",
+                    "id": f"toolu_{next(self._ids):04d}",
+                    "name": call.name,
+                    "input": call.input,
+                }
+            )
+        return blocks
+
+    def _anthropic_message(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        return {
+            "id": f"msg_{next(self._ids):04d}",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": self._anthropic_blocks(reply),
+            "stop_reason": "tool_use" if reply.calls else "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": reply.tokens_in, "output_tokens": reply.tokens_out},
+        }
+
+    def _openai_completion(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
+        if reply.calls:
+            message["tool_calls"] = [
+                {
+                    "id": f"call_{next(self._ids):04d}",
+                    "type": "function",
+                    "function": {
+                        "name": call.name,
+                        "arguments": call.input
+                        if isinstance(call.input, str)
+                        else json.dumps(call.input),
+                    },
+                }
+                for call in reply.calls
+            ]
+        return {
+            "id": f"chatcmpl-{next(self._ids):04d}",
+            "object": "chat.completion",
+            "created": 1_764_000_000,
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": "tool_calls" if reply.calls else "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": reply.tokens_in,
+                "completion_tokens": reply.tokens_out,
+                "total_tokens": reply.tokens_in + reply.tokens_out,
+            },
+        }
+
+    async def _anthropic_stream(
+        self, conn: h11.Connection, stream: trio.SocketStream, body: dict[str, Any], reply: Reply
+    ) -> None:
+        headers = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
+        await self._send(conn, stream, h11.Response(status_code=200, headers=headers))
+        async for name, data in self._anthropic_events(body, reply):
+            chunk = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+            await self._send(conn, stream, h11.Data(data=chunk))
+        await self._send(conn, stream, h11.EndOfMessage())
+
+    async def _anthropic_events(
+        self, body: dict[str, Any], reply: Reply
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        start = self._anthropic_message(body, reply)
+        blocks = start.pop("content")
+        stop_reason = start["stop_reason"]
+        start.update(
+            content=[],
+            stop_reason=None,
+            usage={"input_tokens": reply.tokens_in, "output_tokens": 1},
+        )
+        yield "message_start", {"type": "message_start", "message": start}
+        for index, block in enumerate(blocks):
+            if block["type"] == "text":
+                yield (
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                )
+                yield "ping", {"type": "ping"}
+                text = block["text"]
+                for piece in (text[: len(text) // 2], text[len(text) // 2 :]):
+                    yield (
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "text_delta", "text": piece},
+                        },
+                    )
+            else:
+                yield (
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {**block, "input": {}},
+                    },
+                )
+                raw = (
+                    block["input"]
+                    if isinstance(block["input"], str)
+                    else json.dumps(block["input"])
+                )
+                for piece in (raw[: len(raw) // 2], raw[len(raw) // 2 :]):
+                    yield (
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "input_json_delta", "partial_json": piece},
+                        },
+                    )
+            yield "content_block_stop", {"type": "content_block_stop", "index": index}
+        yield (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": {"output_tokens": reply.tokens_out},
+            },
+        )
+        yield "message_stop", {"type": "message_stop"}
+
+
+@pytest.fixture
+async def fake_llm(nursery: trio.Nursery) -> FakeLLM:
+    """A running FakeLLM; stopped with the test's nursery."""
+    fake = FakeLLM()
+    await nursery.start(fake.serve)
+    return fake

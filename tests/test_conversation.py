@@ -1,0 +1,252 @@
+"""User threads: the ack/OK flow end to end with the real Brain, Store and a fake LLM.
+
+The tree is the application's (users Directory of UserThread) with a Probe
+standing at /connectors/telegram to receive what the threads deliver. The
+LLM is tests/fake_llm.py, spoken to by the real anthropic SDK.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from actors import ThreadConfig, UserThread, ack_text
+from actors._users import GAVE_UP, STALE_OK
+from actors.brain import Brain
+from protocols import ApprovalResult, Approve, Deliver, Inbound, Received
+from storage import Store, open_store
+from supervision import ActorSystem, ChildSpec, Directory, EntityRef, Supervisor, open_system
+from supervision.testing import Probe
+from tests.brainkit import settings_for
+from tests.fake_llm import FakeLLM, Hang, Text, ToolUse
+
+MODEL = "claude-a"  # the fake's id of brainkit's model "a"
+
+
+def intent(
+    needs_confirmation: bool, summary: str = "They want a poem.", plan: str = "Write one."
+) -> ToolUse:
+    return ToolUse(
+        "report_intent",
+        {
+            "intent": "command",
+            "summary": summary,
+            "plan": plan,
+            "needs_confirmation": needs_confirmation,
+            "confidence": 0.9,
+        },
+    )
+
+
+@dataclass
+class Chat:
+    system: ActorSystem
+    store: Store
+    fake: FakeLLM
+    door: Probe
+    n: int = 0
+
+    async def say(self, text: str, user: str = "42") -> Received:
+        """What a connector does: ingest (durable), then tell the user's thread."""
+        self.n += 1
+        result = await self.store.ingest(
+            Inbound(
+                platform="telegram", chat_id=user, user_id=user, message_id=str(self.n), text=text
+            )
+        )
+        received = Received(
+            job_id=result.job.id,
+            message_id=result.message.id,
+            thread_id=result.thread.id,
+            platform="telegram",
+            chat_id=user,
+            user_id=user,
+            text=text,
+        )
+        await EntityRef(self.system.lookup("/users"), f"telegram:{user}").tell(received)
+        return received
+
+    async def delivered(self, kind: str | None = None) -> Deliver:
+        msg = await self.door.expect(Deliver, within=10)
+        if kind is not None:
+            assert msg.kind == kind, msg
+        return msg
+
+    async def approve(self, approval_id: int, user: str = "42") -> str:
+        thread = EntityRef(self.system.lookup("/users"), f"telegram:{user}")
+        result = await thread.ask(Approve(approval_id=approval_id), timeout=10)
+        assert isinstance(result, ApprovalResult)
+        return result.status
+
+
+def app_tree(config: ThreadConfig, probes: list[Probe]) -> Supervisor:
+    """users (the real threads) and a Probe standing in for the telegram door."""
+
+    def door() -> Probe:
+        probes.append(Probe())
+        return probes[-1]
+
+    return Supervisor(
+        [
+            ChildSpec("users", lambda: Directory(lambda key: UserThread(key, config))),
+            ChildSpec("connectors", lambda: Supervisor([ChildSpec("telegram", door)])),
+        ]
+    )
+
+
+@pytest.fixture
+async def chat(tmp_path: Path, fake_llm: FakeLLM) -> AsyncIterator[Chat]:
+    async with open_store(None, tmp_path) as store:
+        brain = Brain(settings_for(fake_llm), store)
+        config = ThreadConfig(store=store, brain=brain)
+        probes: list[Probe] = []
+        try:
+            async with open_system(lambda: app_tree(config, probes), ask_timeout_s=10) as system:
+                yield Chat(system, store, fake_llm, probes[-1])
+        finally:
+            await brain.aclose()
+
+
+async def test_ack_then_ok_then_answer(chat: Chat) -> None:
+    chat.fake.script(MODEL, intent(True), Text("Roses are red."))
+    sent = await chat.say("write me a poem")
+    ack = await chat.delivered("ack")
+    assert ack.text == ack_text("They want a poem.", "Write one.") and ack.approval_id
+    assert ack.chat_id == "42" and ack.platform == "telegram"
+    pending = await chat.store.pending_approval(sent.thread_id)
+    assert pending is not None and pending.id == ack.approval_id
+    assert (await chat.store.get_job(sent.job_id)).status == "running"  # waiting for OK
+    assert await chat.approve(ack.approval_id) == "approved"
+    reply = await chat.delivered("reply")
+    assert reply.text == "Roses are red."
+    assert (await chat.store.get_job(sent.job_id)).status == "done"
+    # The main model saw the approved plan; the classifier was forced to report_intent.
+    classify, answer = chat.fake.requests
+    assert classify.body["tool_choice"] == {"type": "tool", "name": "report_intent"}
+    assert "Write one." in json.dumps(answer.body)
+    assert chat.fake.pending() == {}
+
+
+async def test_no_confirmation_needed_answers_at_once(chat: Chat) -> None:
+    chat.fake.script(MODEL, intent(False), Text("It is noon."))
+    sent = await chat.say("what time is it?")
+    reply = await chat.delivered("reply")
+    assert reply.text == "It is noon." and reply.approval_id is None
+    assert await chat.store.pending_approval(sent.thread_id) is None
+    assert (await chat.store.get_job(sent.job_id)).status == "done"
+
+
+async def test_a_new_message_supersedes_the_pending_plan_and_a_stale_ok_is_told(
+    chat: Chat,
+) -> None:
+    chat.fake.script(MODEL, intent(True, "Poem.", "Write a poem."))
+    first = await chat.say("write me a poem")
+    old_ack = await chat.delivered("ack")
+    chat.fake.script(MODEL, intent(True, "Song.", "Write a song."))
+    await chat.say("no, a song")
+    new_ack = await chat.delivered("ack")
+    assert new_ack.approval_id != old_ack.approval_id
+    assert old_ack.approval_id is not None
+    assert (await chat.store.get_approval(old_ack.approval_id)).status == "superseded"  # type: ignore[union-attr]
+    assert (await chat.store.get_job(first.job_id)).status == "canceled"
+    assert await chat.approve(old_ack.approval_id) == "superseded"
+    notice = await chat.delivered("notice")
+    assert notice.text == STALE_OK
+    # The new message was classified with the old one in its context.
+    assert "write me a poem" in json.dumps(chat.fake.requests[-1].body)
+
+
+async def test_a_message_during_classification_cancels_it(chat: Chat) -> None:
+    chat.fake.script(MODEL, Hang())
+    first = await chat.say("first")
+    await chat.fake.wait_hanging(1)
+    chat.fake.script(MODEL, intent(False), Text("Answer to the second."))
+    await chat.say("second")
+    reply = await chat.delivered("reply")
+    assert reply.text == "Answer to the second."
+    assert (await chat.store.get_job(first.job_id)).status == "canceled"
+
+
+async def test_an_ok_for_another_users_plan_is_not_found(chat: Chat) -> None:
+    chat.fake.script(MODEL, intent(True))
+    await chat.say("write me a poem", user="42")
+    ack = await chat.delivered("ack")
+    assert ack.approval_id is not None
+    await chat.say("hello", user="7")  # user 7's thread exists too
+    chat.fake.script(MODEL, intent(False), Text("hi"))
+    await chat.delivered("reply")
+    assert await chat.approve(ack.approval_id, user="7") == "not_found"
+    assert await chat.approve(ack.approval_id + 1000, user="42") == "not_found"
+
+
+async def test_two_users_never_see_each_others_context(chat: Chat) -> None:
+    chat.fake.script(MODEL, intent(False), Text("Noted."))
+    await chat.say("my locker code is 4711", user="alice")
+    await chat.delivered("reply")
+    chat.fake.script(MODEL, intent(False), Text("I don't know."))
+    await chat.say("what is the locker code?", user="bob")
+    await chat.delivered("reply")
+    bobs = [r for r in chat.fake.requests if "what is the locker code?" in json.dumps(r.body)]
+    assert len(bobs) == 2 and all("4711" not in json.dumps(r.body) for r in bobs)
+
+
+async def test_no_model_configured_gives_a_clear_notice(tmp_path: Path) -> None:
+    async with open_store(None, tmp_path) as store:
+        from config import Settings
+
+        brain = Brain(Settings(), store)  # no key anywhere
+        config = ThreadConfig(store=store, brain=brain)
+        probes: list[Probe] = []
+        async with open_system(lambda: app_tree(config, probes)) as system:
+            chat = Chat(system, store, FakeLLM(), probes[-1])
+            sent = await chat.say("hello?")
+            notice = await chat.delivered("notice")
+            assert "No language model is configured" in notice.text
+            assert "ANTHROPIC_API_KEY" in notice.text
+            assert (await store.get_job(sent.job_id)).status == "done"
+        await brain.aclose()
+
+
+async def test_a_thread_killed_mid_job_retries_once_and_replies_once(chat: Chat) -> None:
+    chat.fake.script(MODEL, Hang())
+    sent = await chat.say("slow question")
+    await chat.fake.wait_hanging(1)
+    chat.fake.script(MODEL, intent(False), Text("Done at last."))
+    chat.system.kill("/users/telegram:42", "test")
+    reply = await chat.delivered("reply")
+    assert reply.text == "Done at last."
+    job = await chat.store.get_job(sent.job_id)
+    assert (job.status, job.attempts) == ("done", 2)
+    replies = await chat.store.replies_after(sent.thread_id)
+    assert [m.text for m in replies] == ["Done at last."]
+    await chat.door.expect_nothing(for_=0.2)
+
+
+async def test_a_job_interrupted_twice_is_failed_with_a_notice(chat: Chat) -> None:
+    chat.fake.script(MODEL, Hang())
+    sent = await chat.say("cursed question")
+    await chat.fake.wait_hanging(1)
+    chat.fake.script(MODEL, Hang())
+    chat.system.kill("/users/telegram:42", "first")
+    await chat.fake.wait_hanging(2)
+    chat.system.kill("/users/telegram:42", "second")
+    error = await chat.delivered("error")
+    assert error.text == GAVE_UP
+    assert (await chat.store.get_job(sent.job_id)).status == "failed"
+
+
+async def test_a_pending_plan_survives_a_thread_crash(chat: Chat) -> None:
+    chat.fake.script(MODEL, intent(True))
+    await chat.say("write me a poem")
+    ack = await chat.delivered("ack")
+    assert ack.approval_id is not None
+    chat.system.kill("/users/telegram:42", "test")
+    chat.fake.script(MODEL, Text("A poem, after all."))
+    assert await chat.approve(ack.approval_id) == "approved"
+    reply = await chat.delivered("reply")
+    assert reply.text == "A poem, after all."
+    await chat.door.expect_nothing(for_=0.2)  # the ack was not sent again

@@ -55,6 +55,12 @@ async def run(settings: Settings) -> int:
             failed_jobs=failed,
         )
         brain = Brain(settings, store)
+        if not brain.configured:
+            _log.warning(
+                "no_model_configured",
+                hint="set ANTHROPIC_API_KEY, or an OpenAI-compatible model in [brain.models]; "
+                "until then users are told so",
+            )
         try:
             return await _run_tree(settings, store, brain)
         finally:

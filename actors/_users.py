@@ -22,7 +22,13 @@ from typing import Any, Literal
 
 import trio
 
-from actors.brain import AllModelsFailed, Brain, CallContext, InvalidIntent, NoModelConfigured
+from actors.brain import (
+    Brain,
+    BrainError,
+    CallContext,
+    InvalidIntent,
+    NoModelConfigured,
+)
 from protocols import (
     ApprovalResult,
     Approve,
@@ -219,7 +225,7 @@ class UserThread(Actor):
         except InvalidIntent:
             await self._finish(job, "failed", "error", NOT_UNDERSTOOD)
             return
-        except AllModelsFailed:
+        except BrainError:  # every model failed, or answered nothing usable
             await self._finish(job, "failed", "error", APOLOGY)
             return
         if not intent.needs_confirmation:
@@ -242,7 +248,7 @@ class UserThread(Actor):
         except NoModelConfigured as exc:
             await self._finish(job, "done", "notice", f"No language model is configured: {exc}.")
             return
-        except AllModelsFailed:
+        except BrainError:  # every model failed, or answered nothing usable
             await self._finish(job, "failed", "error", APOLOGY)
             return
         await self._finish(job, "done", "reply", answer)

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from actors import ThreadConfig, UserThread, ack_text
-from actors._users import GAVE_UP, STALE_OK
+from actors._users import APOLOGY, GAVE_UP, STALE_OK
 from actors.brain import Brain
 from protocols import ApprovalResult, Approve, Deliver, Inbound, Received
 from storage import Store, open_store
 from supervision import ActorSystem, ChildSpec, Directory, EntityRef, Supervisor, open_system
 from supervision.testing import Probe
 from tests.brainkit import settings_for
-from tests.fake_llm import FakeLLM, Hang, Text, ToolUse
+from tests.fake_llm import FakeLLM, Hang, HttpError, Text, ToolUse
 
 MODEL = "claude-a"  # the fake's id of brainkit's model "a"
 
@@ -250,3 +250,13 @@ async def test_a_pending_plan_survives_a_thread_crash(chat: Chat) -> None:
     reply = await chat.delivered("reply")
     assert reply.text == "A poem, after all."
     await chat.door.expect_nothing(for_=0.2)  # the ack was not sent again
+
+
+async def test_when_every_model_fails_the_user_gets_one_apology(chat: Chat) -> None:
+    chat.fake.script(MODEL, HttpError.server())
+    sent = await chat.say("hello")
+    error = await chat.delivered("error")
+    assert error.text == APOLOGY
+    job = await chat.store.get_job(sent.job_id)
+    assert job.status == "failed"
+    await chat.door.expect_nothing(for_=0.2)

@@ -128,13 +128,39 @@ class PostgresBackend:
         """Hold a session advisory lock on one pooled connection until :meth:`aclose`.
 
         Raises DatabaseInUse naming the server process of the holder. If the
-        server drops that connection, the lock goes with it.
+        server drops that connection, the lock goes with it: see
+        :meth:`check_ownership`.
         """
         if self._owner is None:
             try:
                 await self._loop.run(self._take_ownership)
             except _CONNECTION_ERRORS as exc:
                 raise StoreUnavailable(self.target, _reason(exc)) from exc
+
+    async def check_ownership(self) -> None:
+        """Make sure this process still owns the database (after :meth:`take_ownership`).
+
+        The lock lives on one server session; if the server dropped it (a
+        restart, an idle-session kill), take it again. Raises DatabaseInUse when
+        another process took it meanwhile, StoreUnavailable when the server is
+        unreachable. A checkpoint.
+        """
+        owner = self._owner
+        if owner is None:
+            return  # never exclusive
+        try:
+            await self._loop.run(owner.fetchval, "SELECT 1")
+            return
+        except (*_CONNECTION_ERRORS, asyncpg.InterfaceError):
+            pass  # closed, terminated, or already detached by the pool
+        self._owner = None
+        try:
+            await self._loop.run(self._pool.release, owner)  # a dead one is discarded
+        except Exception:
+            pass
+        _log.warning("ownership_lost", target=self.target)
+        await self.take_ownership()
+        _log.info("ownership_regained", target=self.target)
 
     async def _take_ownership(self) -> None:
         conn = await self._pool.acquire()

@@ -128,6 +128,9 @@ class SqliteBackend:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
 
+    async def check_ownership(self) -> None:
+        """Nothing to check: the flock lasts as long as this process holds the file."""
+
     async def migrate(self) -> list[int]:
         """Apply the migrations not yet applied; return their versions (empty: up to date)."""
         return await self._thread.run(self._migrate)  # type: ignore[no-any-return]

@@ -59,6 +59,7 @@ class Backend(Protocol):
 
     async def run(self, fn: Callable[..., s.Script[Any]], *args: Any) -> Any: ...
     async def take_ownership(self) -> None: ...
+    async def check_ownership(self) -> None: ...
     async def migrate(self) -> list[int]: ...
     async def aclose(self) -> None: ...
 
@@ -127,6 +128,13 @@ class Store:
     async def aclose(self) -> None:
         """Close the backend (pool or thread). Idempotent."""
         await self._backend.aclose()
+
+    async def check_ownership(self) -> None:
+        """For a store opened ``exclusive``: make sure this process still owns the
+        database, taking it back if the server dropped the lock's session. Raises
+        DatabaseInUse when another process took it meanwhile (this one must stop:
+        both would answer the same messages). A no-op otherwise."""
+        await self._backend.check_ownership()
 
     async def ping(self) -> bool:
         """One round trip to the database; raises StoreUnavailable when it is down."""

@@ -568,3 +568,46 @@ async def test_get_approval(store: Store) -> None:
     newer = await store.propose(r.thread.id, "s2", "p2", message_id=r.message.id)
     assert await store.approval_for_message(r.message.id) == newer
     assert await store.approval_for_message(r.message.id + 100) is None
+
+
+async def test_a_postgres_owner_whose_session_died_takes_the_database_back(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Review of issue 3: the ownership lock lives on one server session; if the
+    server drops it, a second process could take over unnoticed and both would
+    answer the same messages."""
+    import asyncio
+
+    import asyncpg
+
+    def terminate_owner() -> None:
+        async def go() -> None:
+            conn = await asyncpg.connect(pg_url)
+            try:
+                await conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND classid = 0 AND objid = $1 AND granted",
+                    0x67726F77,
+                )
+            finally:
+                await conn.close()
+
+        asyncio.run(go())
+
+    async with open_store(pg_url, tmp_path, exclusive=True) as owner:
+        await owner.check_ownership()  # healthy: nothing to do
+        await trio.to_thread.run_sync(terminate_owner)
+        await owner.check_ownership()  # the session died: taken back
+        with pytest.raises(DatabaseInUse):
+            async with open_store(pg_url, tmp_path, exclusive=True):
+                pass
+        await trio.to_thread.run_sync(terminate_owner)
+        async with open_store(pg_url, tmp_path, exclusive=True) as usurper:
+            with pytest.raises(DatabaseInUse):
+                await owner.check_ownership()
+            await usurper.check_ownership()
+
+
+async def test_sqlite_ownership_needs_no_watching(tmp_path: Path) -> None:
+    async with open_store(None, tmp_path, exclusive=True) as owner:
+        await owner.check_ownership()

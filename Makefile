@@ -40,9 +40,12 @@ lint: $(VENV)/.dev
 
 # The storage contract tests need PostgreSQL: ops/pg.py finds one (or the
 # binaries to start a throwaway cluster) and installs Debian's package if not.
+# The web-chat browser test needs Debian's chromium: ops/ensure-chromium.sh
+# apt-installs it when /usr/bin/chromium is missing (never `playwright install`).
 # pytest exit code 5 means "no tests collected": that must never pass.
 test: lint
 	@$(BIN)/python ops/pg.py ensure
+	@ops/ensure-chromium.sh
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc

@@ -7,6 +7,7 @@
     ├── brain         the LLM gateway's status (``ask /brain kernel.Ping``)
     ├── users         Directory of user threads (keyed, passivating)
     ├── connectors    one_for_one; one child per enabled door
+    │   └── http      the HTTP door: REST API, web chat, /healthz /readyz /metrics
     └── debug         the debug-socket server (<data_dir>/debug.sock); always last
 
 The remaining children of DESIGN.md's tree (governor,
@@ -25,6 +26,7 @@ from supervision import DEBUG_SOCKET_NAME, Backoff, ChildSpec, DebugServer, Dire
 
 from ._storage import StorageActor
 from ._users import ThreadConfig, UserThread
+from .connectors import HttpConnector
 
 
 def build_root(settings: Settings, store: Store, brain: Brain) -> Callable[[], Supervisor]:
@@ -40,7 +42,10 @@ def build_root(settings: Settings, store: Store, brain: Brain) -> Callable[[], S
     )
 
     def connectors() -> Supervisor:
-        return Supervisor((), max_restarts=sup.max_restarts, within_s=sup.within_s, backoff=backoff)
+        doors = [ChildSpec("http", lambda: HttpConnector(settings, store))]
+        return Supervisor(
+            doors, max_restarts=sup.max_restarts, within_s=sup.within_s, backoff=backoff
+        )
 
     def users() -> Directory:
         return Directory(

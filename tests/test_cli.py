@@ -23,7 +23,9 @@ def env(**extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith("GREENROOM_") and k != "DATABASE_URL"
     }
-    return {**clean, "PYTHONPATH": str(ROOT), **extra}
+    # Port 0: the HTTP door binds any free port (it logs http_listening with it),
+    # so test processes never fight over 8080.
+    return {**clean, "PYTHONPATH": str(ROOT), "GREENROOM_HTTP_PORT": "0", **extra}
 
 
 async def read_events(proc: trio.Process, until: str) -> list[dict[str, object]]:
@@ -72,8 +74,8 @@ async def test_run_starts_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     started, stopped = await run_until_started(tmp_path)
     doors = {e["door"] for e in started if e["event"] == "door_not_started"}
     assert doors == {"telegram", "nostr", "lnbits"}
-    # root, storage, brain, users, connectors, debug
-    assert [e["actors"] for e in started if e["event"] == "started"] == [6]
+    # root, storage, brain, users, connectors, connectors/http, debug
+    assert [e["actors"] for e in started if e["event"] == "started"] == [7]
     assert [e["signal"] for e in stopped if e["event"] == "stopping"] == ["SIGTERM"]
     assert tmp_path.is_dir()
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 
 from actors import ThreadConfig, UserThread, ack_text
 from actors._users import APOLOGY, GAVE_UP, STALE_OK
@@ -22,7 +24,7 @@ from storage import Store, open_store
 from supervision import ActorSystem, ChildSpec, Directory, EntityRef, Supervisor, open_system
 from supervision.testing import Probe
 from tests.brainkit import settings_for
-from tests.fake_llm import FakeLLM, Hang, HttpError, Text, ToolUse
+from tests.fake_llm import FakeLLM, Hang, HttpError, Script, Text, ToolUse
 
 MODEL = "claude-a"  # the fake's id of brainkit's model "a"
 
@@ -260,3 +262,81 @@ async def test_when_every_model_fails_the_user_gets_one_apology(chat: Chat) -> N
     job = await chat.store.get_job(sent.job_id)
     assert job.status == "failed"
     await chat.door.expect_nothing(for_=0.2)
+
+
+@pytest.fixture
+async def small_chat(tmp_path: Path, fake_llm: FakeLLM) -> AsyncIterator[Chat]:
+    """A chat whose threads compact past 4 messages (keeping 2) and extract memories
+    every 2nd user message, so both happen within a few turns."""
+    async with open_store(None, tmp_path) as store:
+        brain = Brain(settings_for(fake_llm), store)
+        config = ThreadConfig(
+            store=store, brain=brain, compact_after=4, keep_recent=2, memory_every=100
+        )
+        probes: list[Probe] = []
+        try:
+            async with open_system(lambda: app_tree(config, probes), ask_timeout_s=10) as system:
+                yield Chat(system, store, fake_llm, probes[-1])
+        finally:
+            await brain.aclose()
+
+
+async def turn(chat: Chat, text: str, answer: str, *after: Script) -> Received:
+    """One exchange answered at once; ``after`` scripts the background calls that follow."""
+    chat.fake.script(MODEL, intent(False), Text(answer), *after)
+    sent = await chat.say(text)
+    await chat.delivered("reply")
+    return sent
+
+
+async def settled(chat: Chat, user: str = "42") -> None:
+    """Until the thread's owned work (a reply's compaction, memory extraction) ended:
+    waits on the scheduler, not on a clock."""
+    with trio.fail_after(10):
+        while chat.system.inspect(f"/users/telegram:{user}").tasks:
+            await trio.testing.wait_all_tasks_blocked(cushion=0.005)
+
+
+async def test_a_long_thread_is_summarised_and_a_failed_summary_keeps_the_context(
+    small_chat: Chat,
+) -> None:
+    chat = small_chat
+    await turn(chat, "one", "1")
+    await turn(chat, "two", "2")  # 4 messages: not past the bound yet
+    await settled(chat)
+    thread = await chat.store.get_thread("telegram", "42")
+    assert thread is not None and thread.summary == ""
+    await turn(chat, "three", "3", HttpError.server())  # the summary fails
+    await settled(chat)
+    thread = await chat.store.get_thread("telegram", "42")
+    assert thread is not None and thread.summary == ""  # no empty or failed summary saved
+    await turn(chat, "four", "4", Text("They counted to four."))
+    await settled(chat)
+    thread = await chat.store.get_thread("telegram", "42")
+    assert thread is not None and thread.summary == "They counted to four."
+    assert chat.fake.pending() == {}
+    # The next call carries the summary in place of the older messages.
+    await turn(chat, "five", "5", Text("Still counting."))
+    await settled(chat)
+    assert "They counted to four." in json.dumps(chat.fake.requests[-2].body)
+
+
+async def test_facts_are_extracted_every_nth_user_message(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    async with open_store(None, tmp_path) as store:
+        brain = Brain(settings_for(fake_llm), store)
+        config = ThreadConfig(store=store, brain=brain, memory_every=2)
+        probes: list[Probe] = []
+        try:
+            async with open_system(lambda: app_tree(config, probes), ask_timeout_s=10) as system:
+                chat = Chat(system, store, fake_llm, probes[-1])
+                await turn(chat, "I live in Lyon", "Nice.")
+                await settled(chat)
+                assert await store.recall("telegram:42") == []
+                facts = ToolUse("report_memories", {"facts": ["Lives in Lyon"]})
+                await turn(chat, "and I like tea", "Noted.", facts)
+                await settled(chat)
+                assert [m.fact for m in await store.recall("telegram:42")] == ["Lives in Lyon"]
+        finally:
+            await brain.aclose()

@@ -180,7 +180,8 @@ def test_cli_kill_inject_and_watch(live: Live) -> None:
     lines = [watch.stdout.readline().split()]
     while lines[-1][1] != "restarted":
         lines.append(watch.stdout.readline().split())
-    assert [line[1:3] for line in lines] == [
+    # (its child /connectors/http stops and starts in between: not asserted here)
+    assert [line[1:3] for line in lines if line[2] == "/connectors"] == [
         ["failed", "/connectors"],
         ["backoff", "/connectors"],
         ["restarted", "/connectors"],

@@ -1,0 +1,12 @@
+"""The doors: one connector actor per platform, children of ``/connectors``.
+
+A connector turns a platform's traffic into ``chat.Inbound`` (durable before
+acknowledged), tells the user's thread ``chat.Received``, and delivers what the
+thread tells it back (``chat.Deliver``). Connectors never import each other.
+"""
+
+from __future__ import annotations
+
+from .http import HttpConnector
+
+__all__ = ["HttpConnector"]

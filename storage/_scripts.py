@@ -714,6 +714,29 @@ def token_spend(d: Dialect, scope: str, start: datetime, end: datetime) -> Scrip
     )
 
 
+def token_totals(d: Dialect) -> Script[list[tuple[str, str, str, int, int, int, float]]]:
+    """All-time ledger sums by (scope, provider, model): calls, tokens in, out, cost."""
+    rows = yield Q(
+        "SELECT scope, provider, model, COUNT(*) AS calls, "
+        "CAST(COALESCE(SUM(tokens_in), 0) AS BIGINT) AS tin, "
+        "CAST(COALESCE(SUM(tokens_out), 0) AS BIGINT) AS tout, "
+        "COALESCE(SUM(cost), 0.0) AS cost FROM token_ledger "
+        "GROUP BY scope, provider, model ORDER BY scope, provider, model"
+    )
+    return [
+        (
+            r["scope"],
+            r["provider"],
+            r["model"],
+            int(r["calls"]),
+            int(r["tin"]),
+            int(r["tout"]),
+            float(r["cost"]),
+        )
+        for r in rows
+    ]
+
+
 def remember(
     d: Dialect, user_key: str, fact: str, source_message_id: int | None, now: datetime
 ) -> Script[Memory]:

@@ -397,6 +397,12 @@ class Store:
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         return await self._run(s.token_spend, scope, start, start + timedelta(days=1))  # type: ignore[no-any-return]
 
+    async def token_totals(self) -> list[tuple[str, str, str, int, int, int, float]]:
+        """All-time ledger sums as ``(scope, provider, model, calls, tokens_in,
+        tokens_out, cost)``, sorted: monotonic, as Prometheus counters must be.
+        Scans the ledger (one aggregate per scrape)."""
+        return await self._run(s.token_totals)  # type: ignore[no-any-return]
+
     async def remember(
         self, user_key: str, fact: str, *, source_message_id: int | None = None
     ) -> Memory:

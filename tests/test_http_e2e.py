@@ -204,8 +204,16 @@ async def test_a_thread_killed_mid_job_replies_exactly_once(app: App) -> None:
     assert [e["text"] for e in feed.json()["events"]] == ["Only once."]
 
 
-async def test_readyz_and_metrics_see_the_whole_tree(app: App) -> None:
+async def test_readyz_and_metrics_see_the_whole_tree_and_the_ledger(app: App) -> None:
     ready = await app.http.get("/readyz")
     assert ready.status_code == 200, ready.text
+    guest = await app.guest()
+    app.fake.script(MODEL, intent(False), Text("ok"))  # usage: 100 in, 20 out each
+    await guest.say("count me")
+    await guest.next_event()
     metrics = (await app.http.get("/metrics")).text
-    assert "greenroom_actor_restarts" in metrics or "restarts" in metrics
+    labels = 'scope="reactive",provider="anthropic",model="claude-a"'
+    assert f"greenroom_llm_calls_total{{{labels}}} 2" in metrics
+    assert f'greenroom_llm_tokens_total{{{labels},direction="in"}} 200' in metrics
+    assert f'greenroom_llm_tokens_total{{{labels},direction="out"}} 40' in metrics
+    assert "# TYPE greenroom_llm_cost_usd_total counter" in metrics

@@ -432,6 +432,11 @@ async def test_token_spend_sums_by_scope_and_utc_day(store: Store, clock: Clock)
     assert spend.cost == pytest.approx(0.501)
     assert (await store.token_spend("proactive", today)).tokens_total == 1000
     assert (await store.token_spend("reactive", clock.now.date())).tokens_total == 10
+    assert await store.token_totals() == [
+        ("proactive", "anthropic", "haiku", 1, 1000, 0, pytest.approx(0.01)),
+        ("reactive", "anthropic", "haiku", 2, 107, 23, pytest.approx(0.201)),
+        ("reactive", "openai", "gpt", 1, 5, 5, pytest.approx(0.5)),
+    ]
     empty = await store.token_spend("proactive", date(2020, 1, 1))
     assert (empty.calls, empty.tokens_total, empty.cost) == (0, 0, 0.0)
     with pytest.raises(ValueError, match="scope"):

@@ -259,7 +259,11 @@ async def readyz(door: DoorDep) -> Any:
     summary="Prometheus text exposition",
 )
 async def metrics(door: DoorDep) -> PlainTextResponse:
-    text = render(door.counters, door.system, door.feed.waiting)
+    try:
+        llm = await door.store.token_totals()
+    except StorageError:
+        llm = None  # the database is down: /readyz says so; the rest still renders
+    text = render(door.counters, door.system, door.feed.waiting, llm)
     return PlainTextResponse(text, media_type=CONTENT_TYPE)
 
 

@@ -5,8 +5,8 @@ Per-actor series are emitted for the fixed part of the tree only; the children
 of a :class:`~supervision.Directory` (one per user, possibly a million) are
 summed into their directory's series, so the number of series stays bounded.
 
-LLM calls and tokens by model are not here yet: they belong to the brain's
-ledger and need a read-side query on the Store (a TODO of issue 5).
+LLM calls, tokens and cost by model come from the token ledger (all-time sums,
+so they only grow, as counters must, and survive restarts).
 """
 
 from __future__ import annotations
@@ -79,7 +79,44 @@ def _actor_rows(root: ActorInfo) -> list[tuple[str, int, int, int | None]]:
     return rows
 
 
-def render(counters: Counters, system: ActorSystem, waiting: int) -> str:
+LedgerRow = tuple[str, str, str, int, int, int, float]
+
+
+def _llm(rows: list[LedgerRow] | None) -> list[str]:
+    if rows is None:
+        return []
+
+    def labels(scope: str, provider: str, model: str, extra: str = "") -> str:
+        return (
+            f'{{scope="{_escape(scope)}",provider="{_escape(provider)}",'
+            f'model="{_escape(model)}"{extra}}}'
+        )
+
+    lines = _family(
+        "greenroom_llm_calls_total",
+        "counter",
+        "LLM calls in the token ledger.",
+        [(labels(s, p, m), calls) for s, p, m, calls, _, _, _ in rows],
+    )
+    lines += _family(
+        "greenroom_llm_tokens_total",
+        "counter",
+        "LLM tokens in the token ledger, by direction.",
+        [(labels(s, p, m, ',direction="in"'), tin) for s, p, m, _, tin, _, _ in rows]
+        + [(labels(s, p, m, ',direction="out"'), tout) for s, p, m, _, _, tout, _ in rows],
+    )
+    lines += _family(
+        "greenroom_llm_cost_usd_total",
+        "counter",
+        "LLM cost in USD from the per-model price table.",
+        [(labels(s, p, m), cost) for s, p, m, _, _, _, cost in rows],
+    )
+    return lines
+
+
+def render(
+    counters: Counters, system: ActorSystem, waiting: int, llm: list[LedgerRow] | None = None
+) -> str:
     """The whole exposition, ending in a newline. Reads the tree from outside (a
     snapshot, no mailbox), so a stuck actor cannot stall a scrape. Not a checkpoint.
 
@@ -167,4 +204,5 @@ def render(counters: Counters, system: ActorSystem, waiting: int) -> str:
         "Messages that could not be delivered, by reason.",
         [(f'{{reason="{_escape(str(r))}"}}', n) for r, n in sorted(stats["dead_letters"].items())],
     )
+    lines += _llm(llm)
     return "\n".join(lines) + "\n"

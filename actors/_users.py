@@ -220,7 +220,7 @@ class UserThread(Actor):
         try:
             intent = await self.config.brain.classify(ctx, await self._context(), text)
         except NoModelConfigured as exc:
-            await self._finish(job, "done", "notice", f"No language model is configured: {exc}.")
+            await self._finish(job, "done", "notice", f"I cannot answer yet: {exc}.")
             return
         except InvalidIntent:
             await self._finish(job, "failed", "error", NOT_UNDERSTOOD)
@@ -246,7 +246,7 @@ class UserThread(Actor):
         try:
             answer = await self.config.brain.answer(ctx, await self._context(), text, plan)
         except NoModelConfigured as exc:
-            await self._finish(job, "done", "notice", f"No language model is configured: {exc}.")
+            await self._finish(job, "done", "notice", f"I cannot answer yet: {exc}.")
             return
         except BrainError:  # every model failed, or answered nothing usable
             await self._finish(job, "failed", "error", APOLOGY)

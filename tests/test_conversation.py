@@ -207,7 +207,7 @@ async def test_no_model_configured_gives_a_clear_notice(tmp_path: Path) -> None:
             chat = Chat(system, store, FakeLLM(), probes[-1])
             sent = await chat.say("hello?")
             notice = await chat.delivered("notice")
-            assert "No language model is configured" in notice.text
+            assert notice.text.startswith("I cannot answer yet: no model is configured")
             assert "ANTHROPIC_API_KEY" in notice.text
             assert (await store.get_job(sent.job_id)).status == "done"
         await brain.aclose()

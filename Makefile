@@ -53,6 +53,8 @@ test: lint
 bench: $(VENV)/.dev
 	$(BIN)/python ops/bench/kernel.py
 	$(BIN)/python ops/bench/storage.py
+	$(BIN)/python ops/bench/http_door.py
+	$(BIN)/python ops/bench/conversation.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

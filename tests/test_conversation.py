@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,17 +101,25 @@ def app_tree(config: ThreadConfig, probes: list[Probe]) -> Supervisor:
     )
 
 
-@pytest.fixture
-async def chat(tmp_path: Path, fake_llm: FakeLLM) -> AsyncIterator[Chat]:
+@asynccontextmanager
+async def open_chat(tmp_path: Path, fake: FakeLLM, **bounds: int) -> AsyncIterator[Chat]:
+    """The tree over a fresh SQLite Store and a Brain on the fake LLM; ``bounds``
+    override ThreadConfig's context bounds."""
     async with open_store(None, tmp_path) as store:
-        brain = Brain(settings_for(fake_llm), store)
-        config = ThreadConfig(store=store, brain=brain)
+        brain = Brain(settings_for(fake), store)
+        config = ThreadConfig(store=store, brain=brain, **bounds)
         probes: list[Probe] = []
         try:
             async with open_system(lambda: app_tree(config, probes), ask_timeout_s=10) as system:
-                yield Chat(system, store, fake_llm, probes[-1])
+                yield Chat(system, store, fake, probes[-1])
         finally:
             await brain.aclose()
+
+
+@pytest.fixture
+async def chat(tmp_path: Path, fake_llm: FakeLLM) -> AsyncIterator[Chat]:
+    async with open_chat(tmp_path, fake_llm) as opened:
+        yield opened
 
 
 async def test_ack_then_ok_then_answer(chat: Chat) -> None:
@@ -266,19 +275,12 @@ async def test_when_every_model_fails_the_user_gets_one_apology(chat: Chat) -> N
 
 @pytest.fixture
 async def small_chat(tmp_path: Path, fake_llm: FakeLLM) -> AsyncIterator[Chat]:
-    """A chat whose threads compact past 4 messages (keeping 2) and extract memories
-    every 2nd user message, so both happen within a few turns."""
-    async with open_store(None, tmp_path) as store:
-        brain = Brain(settings_for(fake_llm), store)
-        config = ThreadConfig(
-            store=store, brain=brain, compact_after=4, keep_recent=2, memory_every=100
-        )
-        probes: list[Probe] = []
-        try:
-            async with open_system(lambda: app_tree(config, probes), ask_timeout_s=10) as system:
-                yield Chat(system, store, fake_llm, probes[-1])
-        finally:
-            await brain.aclose()
+    """A chat whose threads compact past 4 messages (keeping 2), so it happens
+    within a few turns."""
+    async with open_chat(
+        tmp_path, fake_llm, compact_after=4, keep_recent=2, memory_every=100
+    ) as opened:
+        yield opened
 
 
 async def turn(chat: Chat, text: str, answer: str, *after: Script) -> Received:
@@ -324,19 +326,11 @@ async def test_a_long_thread_is_summarised_and_a_failed_summary_keeps_the_contex
 async def test_facts_are_extracted_every_nth_user_message(
     tmp_path: Path, fake_llm: FakeLLM
 ) -> None:
-    async with open_store(None, tmp_path) as store:
-        brain = Brain(settings_for(fake_llm), store)
-        config = ThreadConfig(store=store, brain=brain, memory_every=2)
-        probes: list[Probe] = []
-        try:
-            async with open_system(lambda: app_tree(config, probes), ask_timeout_s=10) as system:
-                chat = Chat(system, store, fake_llm, probes[-1])
-                await turn(chat, "I live in Lyon", "Nice.")
-                await settled(chat)
-                assert await store.recall("telegram:42") == []
-                facts = ToolUse("report_memories", {"facts": ["Lives in Lyon"]})
-                await turn(chat, "and I like tea", "Noted.", facts)
-                await settled(chat)
-                assert [m.fact for m in await store.recall("telegram:42")] == ["Lives in Lyon"]
-        finally:
-            await brain.aclose()
+    async with open_chat(tmp_path, fake_llm, memory_every=2) as chat:
+        await turn(chat, "I live in Lyon", "Nice.")
+        await settled(chat)
+        assert await chat.store.recall("telegram:42") == []
+        facts = ToolUse("report_memories", {"facts": ["Lives in Lyon"]})
+        await turn(chat, "and I like tea", "Noted.", facts)
+        await settled(chat)
+        assert [m.fact for m in await chat.store.recall("telegram:42")] == ["Lives in Lyon"]

@@ -808,6 +808,24 @@ def session_user(d: Dialect, token_hash: str, now: datetime) -> Script[str | Non
     return str(rows[0]["user_key"]) if rows else None
 
 
+def get_state(d: Dialect, connector: str, key: str) -> Script[str | None]:
+    """A connector's stored value for ``key``, if any."""
+    rows = yield Q(
+        "SELECT value FROM connector_state WHERE connector = $1 AND key = $2", (connector, key)
+    )
+    return str(rows[0]["value"]) if rows else None
+
+
+def set_state(d: Dialect, connector: str, key: str, value: str, now: datetime) -> Script[None]:
+    """Store (or replace) a connector's value for ``key``."""
+    yield Q(
+        "INSERT INTO connector_state (connector, key, value, updated_at) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (connector, key) DO UPDATE SET value = excluded.value, "
+        "updated_at = excluded.updated_at",
+        (connector, key, value, d.ts(now)),
+    )
+
+
 def ping(d: Dialect) -> Script[bool]:
     """A round trip to the database."""
     rows = yield Q("SELECT 1 AS one")

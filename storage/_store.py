@@ -433,6 +433,15 @@ class Store:
             return None  # no stored hash can match it
         return await self._run(s.session_user, token_hash, self._clock())  # type: ignore[no-any-return]
 
+    async def get_state(self, connector: str, key: str) -> str | None:
+        """What a connector stored under ``key`` (an offset, a cursor), or None."""
+        return await self._run(s.get_state, connector, key)  # type: ignore[no-any-return]
+
+    async def set_state(self, connector: str, key: str, value: str) -> None:
+        """Store a connector's ``value`` under ``key``, replacing the previous one."""
+        _check_storable(connector=connector, key=key, value=value)
+        await self._run(s.set_state, connector, key, value, self._clock())
+
     async def audit(self, actor: str, action: str, detail: dict[str, Any] | None = None) -> int:
         """Append an entry to the audit log (who, what, details); return its id.
 

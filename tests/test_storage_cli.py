@@ -18,7 +18,7 @@ def greenroom(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
 
 def test_migrate_applies_once_then_reports_up_to_date(tmp_path: Path) -> None:
     first = greenroom("--data-dir", str(tmp_path), "migrate")
-    assert (first.returncode, first.stdout) == (0, "migrated to 1\n")
+    assert (first.returncode, first.stdout) == (0, "migrated to 2\n")
     assert (tmp_path / "greenroom.db").is_file()
     again = greenroom("--data-dir", str(tmp_path), "migrate")
     assert (again.returncode, again.stdout) == (0, "the schema is up to date\n")
@@ -61,7 +61,7 @@ async def test_run_uses_postgres_when_database_url_is_set(tmp_path: Path, pg_url
     events, _ = await run_until_started(tmp_path, DATABASE_URL=pg_url)
     [opened] = [e for e in events if e["event"] == "store_opened"]
     assert opened["backend"] == "postgres" and opened["target"] == pg_url
-    assert [e["version"] for e in events if e["event"] == "migrated"] == [1]
+    assert [e["version"] for e in events if e["event"] == "migrated"] == [1, 2]
     assert not (tmp_path / "greenroom.db").exists()
 
 

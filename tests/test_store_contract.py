@@ -64,7 +64,7 @@ async def test_an_exclusive_open_keeps_a_second_process_out_until_closed(
 def test_both_dialects_ship_the_same_migration_numbers() -> None:
     sqlite = [(m.version, m.name) for m in known_migrations("sqlite")]
     postgres = [(m.version, m.name) for m in known_migrations("postgres")]
-    assert sqlite == postgres and sqlite[0] == (1, "initial")
+    assert sqlite == postgres and sqlite[:2] == [(1, "initial"), (2, "connector_state")]
 
 
 # ---------------------------------------------------------------- the durable inbox
@@ -214,7 +214,7 @@ async def test_two_processes_migrating_a_fresh_database_at_once_both_succeed(
     async with trio.open_nursery() as nursery:
         for _ in range(4):
             nursery.start_soon(opener)
-    assert sorted(applied) == [[], [], [], [1]]
+    assert sorted(applied) == [[], [], [], [1, 2]]
 
 
 async def test_claim_hands_out_oldest_first_each_job_once(store: Store) -> None:
@@ -616,3 +616,14 @@ async def test_a_postgres_owner_whose_session_died_takes_the_database_back(
 async def test_sqlite_ownership_needs_no_watching(tmp_path: Path) -> None:
     async with open_store(None, tmp_path, exclusive=True) as owner:
         await owner.check_ownership()
+
+
+async def test_connector_state_is_kept_per_connector_and_key(store: Store) -> None:
+    assert await store.get_state("telegram", "offset") is None
+    await store.set_state("telegram", "offset", "100")
+    await store.set_state("telegram", "offset", "101")
+    await store.set_state("nostr", "offset", "x")
+    assert await store.get_state("telegram", "offset") == "101"
+    assert await store.get_state("nostr", "offset") == "x"
+    with pytest.raises(ValueError, match="NUL"):
+        await store.set_state("telegram", "offset", "\x00")

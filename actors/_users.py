@@ -64,6 +64,12 @@ class ThreadConfig:
     memory_every: int = 5  # facts are extracted every this many user messages
 
 
+def is_ok(text: str) -> bool:
+    """Whether a message is the user saying OK to the pending plan (the OK action
+    where a platform has no button: "reply OK")."""
+    return text.strip().strip(".!").lower() in {"ok", "okay"}
+
+
 def ack_text(summary: str, plan: str) -> str:
     """``Understood: <summary> Will: <plan>``, cut to MAX_ACK_CHARS."""
     text = f"Understood: {summary.strip()} Will: {plan.strip()}"
@@ -84,7 +90,8 @@ class UserThread(Actor):
     """One user's conversation; see the module docstring.
 
     Accepts ``Received`` (from a connector), ``Approve`` (asked by a connector;
-    answered with ``ApprovalResult``) and ``Ping``.
+    answered with ``ApprovalResult``) and ``Ping``. A message that just says OK
+    while a plan is pending approves it (``is_ok``).
     """
 
     accepts = (Received, Approve, Ping)
@@ -148,10 +155,17 @@ class UserThread(Actor):
         if not jobs:
             return
         newest = jobs[-1]
-        await self._supersede(newest)
         for job in jobs[:-1]:
             await self.store.finish_job(job.id, "canceled", "superseded by a newer message")
         message = await self.store.get_message(newest.message_id)
+        if is_ok(message.text):
+            pending = await self.store.pending_approval(self.thread_id)
+            if pending is not None:
+                # "reply OK": the action on platforms without buttons (Nostr).
+                await self.store.finish_job(newest.id, "done", None)
+                await self._approve(pending.id)
+                return
+        await self._supersede(newest)
         self.work_job = newest.id
         self.work = self.spawn_task(self._run_job, newest, message.text, name=f"job-{newest.id}")
 

@@ -334,3 +334,22 @@ async def test_facts_are_extracted_every_nth_user_message(
         await turn(chat, "and I like tea", "Noted.", facts)
         await settled(chat)
         assert [m.fact for m in await chat.store.recall("telegram:42")] == ["Lives in Lyon"]
+
+
+async def test_replying_ok_approves_the_pending_plan(chat: Chat) -> None:
+    """Nostr has no buttons: its OK action is "reply OK"."""
+    chat.fake.script(MODEL, intent(True), Text("Here is the poem."))
+    first = await chat.say("write me a poem")
+    await chat.delivered("ack")
+    ok = await chat.say(" OK! ")
+    reply = await chat.delivered("reply")
+    assert reply.text == "Here is the poem."
+    assert (await chat.store.get_job(first.job_id)).status == "done"
+    assert (await chat.store.get_job(ok.job_id)).status == "done"
+    assert len(chat.fake.requests) == 2  # "OK" itself was never classified
+
+
+async def test_ok_without_a_pending_plan_is_an_ordinary_message(chat: Chat) -> None:
+    chat.fake.script(MODEL, intent(False), Text("OK to you too."))
+    await chat.say("ok")
+    assert (await chat.delivered("reply")).text == "OK to you too."

@@ -41,10 +41,22 @@ def build_root(settings: Settings, store: Store, brain: Brain) -> Callable[[], S
         reset_after_s=sup.backoff_reset_after_s,
     )
 
+    # A door whose platform is down must not take the others down: it backs off
+    # (up to connectors_backoff_max_s) under a generous intensity instead.
+    door_backoff = Backoff(
+        min_s=sup.backoff_min_s,
+        max_s=max(sup.connectors_backoff_max_s, sup.backoff_min_s),
+        jitter=sup.backoff_jitter,
+        reset_after_s=sup.backoff_reset_after_s,
+    )
+
     def connectors() -> Supervisor:
         doors = [ChildSpec("http", lambda: HttpConnector(settings, store))]
         return Supervisor(
-            doors, max_restarts=sup.max_restarts, within_s=sup.within_s, backoff=backoff
+            doors,
+            max_restarts=sup.connectors_max_restarts,
+            within_s=sup.connectors_within_s,
+            backoff=door_backoff,
         )
 
     def users() -> Directory:

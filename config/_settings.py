@@ -154,6 +154,12 @@ class SupervisionSettings(_Section):
     backoff_max_s: float = Field(10.0, ge=0)
     backoff_jitter: float = Field(0.2, ge=0, le=1)
     backoff_reset_after_s: float = Field(30.0, ge=0)
+    # /connectors: a door whose platform is down keeps backing off (up to
+    # connectors_backoff_max_s between tries) instead of exhausting the intensity
+    # and taking /connectors, and every other door with it, down.
+    connectors_max_restarts: int = Field(100, ge=0)
+    connectors_within_s: float = Field(60.0, gt=0)
+    connectors_backoff_max_s: float = Field(60.0, gt=0)
 
     # A field validator rather than a model one, so the error names the field.
     @field_validator("backoff_max_s")

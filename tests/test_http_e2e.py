@@ -105,6 +105,12 @@ async def app(tmp_path: Path, fake_llm: FakeLLM) -> AsyncIterator[App]:
             **base.model_dump(),
             "data_dir": str(tmp_path),
             "http": {"port": 0, "session_rate_per_minute": 100},
+            # Restarts in milliseconds, so a test can kill a door many times.
+            "supervision": {
+                "backoff_min_s": 0.001,
+                "backoff_max_s": 0.01,
+                "connectors_backoff_max_s": 0.01,
+            },
             "anthropic_api_key": "sk-ant-test-key",
         }
     )
@@ -217,3 +223,35 @@ async def test_readyz_and_metrics_see_the_whole_tree_and_the_ledger(app: App) ->
     assert f'greenroom_llm_tokens_total{{{labels},direction="in"}} 200' in metrics
     assert f'greenroom_llm_tokens_total{{{labels},direction="out"}} 40' in metrics
     assert "# TYPE greenroom_llm_cost_usd_total counter" in metrics
+
+
+async def test_a_door_killed_again_and_again_takes_nothing_else_down(app: App) -> None:
+    """Issue 6, crash isolation (the HTTP door's part): /connectors/http killed ten
+    times in a row, more than the root's intensity (3 in 5 s) allows, while a guest
+    chats: /connectors never gives up, nothing outside it restarts, every message is
+    answered exactly once."""
+    guest = await app.guest()
+    answers = []
+    with app.system.subscribe() as events:
+        for i in range(10):
+            app.fake.script(MODEL, intent(False), Text(f"answer {i}"))
+            await guest.say(f"message {i}")
+            answers.append((await guest.next_event())["text"])
+            app.system.kill("/connectors/http", f"kill {i}")
+            with trio.fail_after(10):
+                async for event in events:
+                    if event.path == "/connectors/http" and event.kind == "restarted":
+                        break
+            if guest.http is not app.http:
+                await guest.http.aclose()
+            # The door listens on a fresh port after each restart (port 0).
+            guest.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port(app.system)}")
+    assert answers == [f"answer {i}" for i in range(10)]
+    tree = app.system.snapshot()
+    restarts = {child.path: child.restarts for child in tree.children}
+    assert restarts["/connectors"] == 0 and restarts["/users"] == 0
+    assert restarts["/brain"] == 0 and restarts["/storage"] == 0
+    assert app.system.inspect("/connectors/http").restarts == 10
+    feed = await guest.http.get("/api/events", params={"after": 0}, headers=guest.auth)
+    assert [e["text"] for e in feed.json()["events"]] == answers  # no duplicate, no gap
+    await guest.http.aclose()

@@ -194,8 +194,16 @@ class UserThread(Actor):
 
     async def _approve(self, approval_id: int) -> ApprovalResult:
         approval = await self.store.get_approval(approval_id)
-        if approval is None or approval.thread_id != self.thread_id:
-            return ApprovalResult(status="not_found")  # unknown, or another user's
+        if approval is None or approval.message_id is None:
+            return ApprovalResult(status="not_found")
+        if approval.thread_id != self.thread_id:
+            # Another chat of this user (a group, say)? Only its author may approve.
+            if await self.store.message_author(approval.message_id) != self.key:
+                return ApprovalResult(status="not_found")
+            thread = await self.store.thread_by_id(approval.thread_id)
+            if thread is None:
+                return ApprovalResult(status="not_found")
+            self.thread_id, self.chat_id = thread.id, thread.chat_id
         approval, changed = await self.store.decide(approval_id, "approved")
         if not changed:
             if approval.status == "superseded":

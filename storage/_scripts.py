@@ -572,6 +572,22 @@ def get_thread(d: Dialect, platform: str, chat_id: str) -> Script[ThreadRecord |
     return _thread(d, rows[0]) if rows else None
 
 
+def thread_by_id(d: Dialect, thread_id: int) -> Script[ThreadRecord | None]:
+    """One thread by id, if it exists."""
+    rows = yield Q(f"SELECT {_THREAD} FROM chat_threads WHERE id = $1", (thread_id,))
+    return _thread(d, rows[0]) if rows else None
+
+
+def message_author(d: Dialect, message_id: int) -> Script[str | None]:
+    """The user key ("platform:id") of an inbound message's author."""
+    rows = yield Q(
+        "SELECT u.platform, u.platform_user_id FROM chat_messages m "
+        "JOIN users u ON u.id = m.user_id WHERE m.id = $1",
+        (message_id,),
+    )
+    return f"{rows[0]['platform']}:{rows[0]['platform_user_id']}" if rows else None
+
+
 def set_thread_summary(
     d: Dialect, thread_id: int, summary: str, now: datetime
 ) -> Script[ThreadRecord]:

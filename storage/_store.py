@@ -327,6 +327,15 @@ class Store:
         """The thread for (platform, chat_id), or None before its first message."""
         return await self._run(s.get_thread, platform, chat_id)  # type: ignore[no-any-return]
 
+    async def thread_by_id(self, thread_id: int) -> ThreadRecord | None:
+        """One thread by id, or None."""
+        return await self._run(s.thread_by_id, thread_id)  # type: ignore[no-any-return]
+
+    async def message_author(self, message_id: int) -> str | None:
+        """The user key (``platform:id``) of an inbound message's author, or None
+        (unknown id, or a reply, which has no author user)."""
+        return await self._run(s.message_author, message_id)  # type: ignore[no-any-return]
+
     async def set_thread_summary(self, thread_id: int, summary: str) -> ThreadRecord:
         """Replace the thread's summary of its older messages; NotFound for an unknown id."""
         if not summary.strip():

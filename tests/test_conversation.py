@@ -53,12 +53,13 @@ class Chat:
     door: Probe
     n: int = 0
 
-    async def say(self, text: str, user: str = "42") -> Received:
+    async def say(self, text: str, user: str = "42", chat: str | None = None) -> Received:
         """What a connector does: ingest (durable), then tell the user's thread."""
         self.n += 1
+        chat = chat or user
         result = await self.store.ingest(
             Inbound(
-                platform="telegram", chat_id=user, user_id=user, message_id=str(self.n), text=text
+                platform="telegram", chat_id=chat, user_id=user, message_id=str(self.n), text=text
             )
         )
         received = Received(
@@ -66,7 +67,7 @@ class Chat:
             message_id=result.message.id,
             thread_id=result.thread.id,
             platform="telegram",
-            chat_id=user,
+            chat_id=chat,
             user_id=user,
             text=text,
         )
@@ -353,3 +354,19 @@ async def test_ok_without_a_pending_plan_is_an_ordinary_message(chat: Chat) -> N
     chat.fake.script(MODEL, intent(False), Text("OK to you too."))
     await chat.say("ok")
     assert (await chat.delivered("reply")).text == "OK to you too."
+
+
+async def test_a_plan_made_in_a_group_is_approved_by_its_author_after_a_restart(
+    chat: Chat,
+) -> None:
+    """A user's thread serves all their chats; after a restart it loads the private
+    one, and an OK for a plan made in a group still finds that group."""
+    chat.fake.script(MODEL, intent(True), Text("Done, in the group."))
+    await chat.say("make a plan", user="42", chat="group-1")
+    ack = await chat.delivered("ack")
+    assert ack.chat_id == "group-1" and ack.approval_id is not None
+    chat.system.kill("/users/telegram:42", "restart")
+    assert await chat.approve(ack.approval_id, user="7") == "not_found"  # not the author
+    assert await chat.approve(ack.approval_id, user="42") == "approved"
+    reply = await chat.delivered("reply")
+    assert (reply.chat_id, reply.text) == ("group-1", "Done, in the group.")

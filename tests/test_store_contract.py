@@ -627,3 +627,12 @@ async def test_connector_state_is_kept_per_connector_and_key(store: Store) -> No
     assert await store.get_state("nostr", "offset") == "x"
     with pytest.raises(ValueError, match="NUL"):
         await store.set_state("telegram", "offset", "\x00")
+
+
+async def test_thread_by_id_and_message_author(store: Store) -> None:
+    r = await store.ingest(inbound(1, chat="group-9", user="77"))
+    assert await store.thread_by_id(r.thread.id) == r.thread
+    assert await store.thread_by_id(r.thread.id + 50) is None
+    assert await store.message_author(r.message.id) == "telegram:77"
+    reply, _ = await store.record_reply(r.thread.id, "x", "reply:a")
+    assert await store.message_author(reply.id) is None

@@ -42,10 +42,13 @@ lint: $(VENV)/.dev
 # binaries to start a throwaway cluster) and installs Debian's package if not.
 # The web-chat browser test needs Debian's chromium: ops/ensure-chromium.sh
 # apt-installs it when /usr/bin/chromium is missing (never `playwright install`).
+# The Nostr tests need the real relay (PyPI nostr-relay) in its own venv:
+# ops/nostr-relay.sh builds .venv-nostr-relay once (idempotent).
 # pytest exit code 5 means "no tests collected": that must never pass.
 test: lint
 	@$(BIN)/python ops/pg.py ensure
 	@ops/ensure-chromium.sh
+	@ops/nostr-relay.sh >/dev/null || test "$$CI" != true
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
@@ -57,4 +60,4 @@ bench: $(VENV)/.dev
 	$(BIN)/python ops/bench/conversation.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-nostr-relay .mypy_cache .ruff_cache

@@ -7,7 +7,9 @@
     ├── brain         the LLM gateway's status (``ask /brain kernel.Ping``)
     ├── users         Directory of user threads (keyed, passivating)
     ├── connectors    one_for_one; one child per enabled door
-    │   └── http      the HTTP door: REST API, web chat, /healthz /readyz /metrics
+    │   ├── http      the HTTP door: REST API, web chat, /healthz /readyz /metrics
+    │   ├── telegram  the Telegram door (with TELEGRAM_BOT_TOKEN): polling or webhook
+    │   └── nostr     the Nostr door (NOSTR_PRIVATE_KEY, NOSTR_RELAYS): one child per relay
     └── debug         the debug-socket server (<data_dir>/debug.sock); always last
 
 The remaining children of DESIGN.md's tree (governor,
@@ -17,6 +19,7 @@ payments, proactive, deploy) join here, before ``debug``, as their issues land.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from actors.brain import Brain, BrainActor
@@ -26,7 +29,7 @@ from supervision import DEBUG_SOCKET_NAME, Backoff, ChildSpec, DebugServer, Dire
 
 from ._storage import StorageActor
 from ._users import ThreadConfig, UserThread
-from .connectors import HttpConnector
+from .connectors import HttpConnector, NostrConnector, TelegramConnector
 
 
 def build_root(settings: Settings, store: Store, brain: Brain) -> Callable[[], Supervisor]:
@@ -52,6 +55,12 @@ def build_root(settings: Settings, store: Store, brain: Brain) -> Callable[[], S
 
     def connectors() -> Supervisor:
         doors = [ChildSpec("http", lambda: HttpConnector(settings, store))]
+        if settings.enabled_doors()["telegram"] is True:
+            doors.append(ChildSpec("telegram", lambda: TelegramConnector(settings, store)))
+        if settings.enabled_doors()["nostr"] is True:
+            # A supervisor of one child per relay: its subtree stops in order.
+            nostr = partial(NostrConnector, settings, store, backoff=backoff)
+            doors.append(ChildSpec("nostr", nostr, shutdown_timeout_s=None))
         return Supervisor(
             doors,
             max_restarts=sup.connectors_max_restarts,

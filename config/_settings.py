@@ -180,15 +180,57 @@ class UsersSettings(_Section):
     max_live: int = Field(100_000, ge=1)
 
 
+_TELEGRAM_UPDATES = ("message", "edited_message", "callback_query")
+
+
 class TelegramSettings(_Section):
-    """``[telegram]``: non-secret Telegram door settings."""
+    """``[telegram]``: non-secret Telegram door settings (each one's meaning in the toml)."""
 
     api_base: str = "https://api.telegram.org"
+    mode: Literal["polling", "webhook"] = "polling"
+    poll_timeout_s: int = Field(30, ge=0, le=50)  # getUpdates long-poll wait
+    webhook_url: str = ""  # public https URL of POST /telegram/webhook (mode webhook)
+    allowed_updates: tuple[str, ...] = _TELEGRAM_UPDATES
+    chat_rate_per_s: float = Field(1.0, gt=0)  # sends per second in one chat
+    global_rate_per_s: float = Field(30.0, gt=0)  # sends per second for the whole bot
+    max_retry_after_s: float = Field(300.0, gt=0)  # a longer 429 wait leaves the reply unsent
+    request_timeout_s: float = Field(30.0, gt=0)  # one Bot API call (not getUpdates)
+    conflict_backoff_max_s: float = Field(60.0, gt=0)  # cap of the 409/outage retry delay
+    max_file_bytes: int = Field(20 << 20, ge=1)  # voice/photo downloads (Bot API max: 20 MB)
+    stt_base_url: str = ""  # OpenAI-compatible .../v1 for /audio/transcriptions; "" = off
+    stt_model: str = Field("whisper-1", min_length=1)
 
     @field_validator("api_base")
     @classmethod
     def _url(cls, value: str) -> str:
         return _check_url(value, ("https", "http"), allow_empty=False)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, value: str) -> str:
+        # Telegram only calls https webhooks (setWebhook docs).
+        return _check_url(value, ("https",), allow_empty=True)
+
+    @field_validator("stt_base_url")
+    @classmethod
+    def _stt(cls, value: str) -> str:
+        return _check_url(value, ("https", "http"), allow_empty=True)
+
+    @field_validator("allowed_updates", mode="before")
+    @classmethod
+    def _update_names(cls, value: Any) -> Any:
+        # The environment spells a list as "a,b".
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_url(self) -> TelegramSettings:
+        if self.mode == "webhook" and not self.webhook_url:
+            raise PydanticCustomError(
+                "webhook_url", "mode is 'webhook' but webhook_url is empty (an https:// URL)"
+            )
+        return self
 
 
 def _relay_url(value: str) -> str:
@@ -196,10 +238,27 @@ def _relay_url(value: str) -> str:
 
 
 class NostrSettings(_Section):
-    """``[nostr]``: relay URLs for the Nostr door."""
+    """``[nostr]``: relay URLs and the Nostr door's bounds (each one's meaning in the toml)."""
 
     # Validated per item so an error names the index of the bad relay.
     relays: tuple[Annotated[str, AfterValidator(_relay_url)], ...] = ()
+    backoff_min_s: float = Field(1.0, gt=0)  # first reconnect delay of a relay
+    backoff_max_s: float = Field(60.0, gt=0)  # cap of the exponential reconnect delay
+    connect_timeout_s: float = Field(10.0, gt=0)  # TCP + TLS + websocket handshake
+    publish_timeout_s: float = Field(10.0, gt=0)  # wait for a relay's OK to an EVENT
+    since_overlap_s: int = Field(300, ge=0)  # resubscribe this far before the stored `since`
+    max_text_bytes: int = Field(16384, ge=1)  # longer DMs/mentions are stored cut to this
+
+    # A field validator rather than a model one, so the error names the field.
+    @field_validator("backoff_max_s")
+    @classmethod
+    def _max_at_least_min(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("backoff_min_s")
+        if low is not None and value < low:
+            raise PydanticCustomError(
+                "backoff_order", "must be >= backoff_min_s ({low})", {"low": low}
+            )
+        return value
 
 
 class AnthropicSettings(_Section):
@@ -416,6 +475,21 @@ class Settings(BaseSettings):
                 "debug.tcp is '{tcp}' but GREENROOM_DEBUG_TOKEN is unset; "
                 "the TCP debug listener requires a token",
                 {"tcp": self.debug.tcp},
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _secret_for_webhook(self) -> Settings:
+        # Without the secret anyone who guesses the URL could post updates.
+        if (
+            self.telegram_bot_token is not None
+            and self.telegram.mode == "webhook"
+            and self.telegram_webhook_secret is None
+        ):
+            raise PydanticCustomError(
+                "telegram_webhook_secret",
+                "telegram.mode is 'webhook' but TELEGRAM_WEBHOOK_SECRET is unset; "
+                "the webhook requires a secret (1-256 of A-Z a-z 0-9 _ -)",
             )
         return self
 

@@ -8,5 +8,7 @@ thread tells it back (``chat.Deliver``). Connectors never import each other.
 from __future__ import annotations
 
 from .http import HttpConnector
+from .nostr import NostrConnector
+from .telegram import TelegramConnector
 
-__all__ = ["HttpConnector"]
+__all__ = ["HttpConnector", "NostrConnector", "TelegramConnector"]

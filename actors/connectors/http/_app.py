@@ -7,6 +7,7 @@ Routes (every error body is ``{"error": code, "message": text}``)::
     GET  /api/events          Bearer  200 {events}        (long-poll: ?after=&wait=)
     GET  /api/stream          Bearer  200 text/event-stream (Last-Event-ID resumes)
     POST /api/approvals/{id}  Bearer  200 {status}        404 409 503
+    POST /telegram/webhook    secret  200 {ok}            400 401 404 503 (Telegram's webhook)
     GET  /healthz /readyz /metrics    alive; ready (503 + reasons); Prometheus text
     GET  /  /app.js  /app.css         the web chat
     GET  /openapi.json                the schema
@@ -19,6 +20,8 @@ in one pydantic call; ``openapi_extra`` keeps the schema accurate.
 
 from __future__ import annotations
 
+import hmac
+import json
 from importlib import resources
 from typing import Annotated, Any
 
@@ -29,7 +32,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from protocols.telegram import TelegramUpdate
 from storage import StorageError
+from supervision import KernelError, UnknownPath
 
 from ._asgi import DoorMiddleware
 from ._door import Door, storage_error
@@ -232,6 +237,37 @@ async def approve(
 ) -> ApprovalOut:
     await door.approve(user, approval_id)
     return ApprovalOut(status="approved")
+
+
+@router.post(
+    "/telegram/webhook",
+    responses=_errors(400, 401, 404, 503),
+    summary="Telegram's webhook: 200 once the update is durable (X-Telegram-Bot-Api-Secret-Token)",
+    include_in_schema=False,  # Telegram's to call, not an API for clients
+)
+async def telegram_webhook(request: Request, door: DoorDep) -> dict[str, bool]:
+    settings = door.config
+    secret = settings.telegram_webhook_secret
+    if settings.telegram_bot_token is None or settings.telegram.mode != "webhook" or not secret:
+        raise ApiError(404, "not_found", "the Telegram webhook is not enabled")
+    given = request.headers.get("x-telegram-bot-api-secret-token", "")
+    # Constant time, on bytes: compare_digest refuses non-ASCII str.
+    if not hmac.compare_digest(given.encode(), secret.get_secret_value().encode()):
+        raise ApiError(401, "unauthorized", "wrong or missing X-Telegram-Bot-Api-Secret-Token")
+    try:
+        update = TelegramUpdate(update=json.loads(await request.body()))
+    except (ValueError, ValidationError):
+        raise ApiError(400, "malformed_update", "the body is not a storable JSON object") from None
+    busy = ApiError(503, "busy", "the Telegram door is not ready; retry", {"Retry-After": "5"})
+    try:
+        ref = door.system.lookup("/connectors/telegram")
+        # Answered once the update is durable: a 200 from here lets Telegram forget it.
+        outcome = await ref.ask(update, timeout=door.ask_timeout_s)
+    except (KernelError, UnknownPath):
+        raise busy from None
+    if outcome == "busy":
+        raise busy
+    return {"ok": True}
 
 
 @router.get("/healthz", response_model=Health, summary="The process is alive")

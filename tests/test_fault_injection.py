@@ -1,0 +1,128 @@
+"""Crash isolation (issue 6): doors killed and failing mid-send while people chat.
+
+The application's tree with the HTTP and Telegram doors, the fake Bot API and
+the fake LLM. A web guest and a Telegram user write every round; between
+rounds one door is killed (alternating, as the debug socket's ``kill``
+does), and in some rounds Telegram refuses the send of the reply (a 500
+mid-send), so the reply stays in the outbox until its door restarts.
+Afterwards: nothing outside ``/connectors`` restarted, every message was
+answered exactly once on its own door, and nothing was sent twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from actors import build_root
+from actors.brain import Brain
+from config import Settings
+from storage import open_store
+from supervision import open_system
+from tests.brainkit import settings_for
+from tests.fake_llm import FakeLLM, Text
+from tests.fake_telegram import FakeTelegram, TgError
+from tests.telegramkit import telegram_settings
+from tests.test_http_e2e import Guest, http_port
+from tests.test_telegram_e2e import MODEL, App, intent, tg  # noqa: F401 (the tg fixture)
+
+ROUNDS = 8
+
+
+@pytest.fixture
+async def app(
+    tmp_path: Path,
+    fake_llm: FakeLLM,
+    tg: FakeTelegram,  # noqa: F811 (the imported fixture)
+) -> AsyncIterator[App]:
+    """The whole tree with the HTTP and Telegram doors. Background work (memory
+    extraction) goes to model "b", which nothing scripts: it fails harmlessly
+    instead of taking the scripted answers of the conversations."""
+    base = settings_for(fake_llm, cascade=["a"])
+    settings = telegram_settings(tg, tmp_path, base)
+    data = settings.model_dump()
+    data["brain"]["cascades"]["background"] = ["b"]
+    for secret in ("anthropic_api_key", "openai_api_key", "telegram_bot_token"):
+        value = getattr(settings, secret)
+        data[secret] = value.get_secret_value() if value is not None else None
+    settings = Settings.model_validate(data)
+    async with open_store(None, tmp_path) as store:
+        brain = Brain(settings, store)
+        try:
+            async with open_system(build_root(settings, store, brain), ask_timeout_s=10) as system:
+                base_url = f"http://127.0.0.1:{http_port(system)}"
+                async with httpx.AsyncClient(base_url=base_url, timeout=15) as http:
+                    yield App(system, store, fake_llm, tg, http)
+        finally:
+            await brain.aclose()
+
+
+async def guest(app: App) -> Guest:
+    response = await app.http.post("/api/session")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return Guest(app.http, body["user"], body["token"])
+
+
+async def test_doors_killed_and_failing_mid_send_lose_nothing_and_send_nothing_twice(
+    app: App,
+) -> None:
+    web = await guest(app)
+    ada = app.tg.user()
+    clients = []
+    kills = {"/connectors/http": 0, "/connectors/telegram": 0}
+    failed_sends = 0
+    web_answers: list[str] = []
+    with app.system.subscribe() as events:
+        for i in range(ROUNDS):
+            # One scripted model queue serves both threads, so each exchange runs
+            # to its answer before the next starts (which thread took which
+            # scripted reply must not be left to the scheduler).
+            app.llm.script(MODEL, intent(False), Text("answer"))
+            await web.say(f"web {i}")
+            web_answers.append((await web.next_event())["text"])
+            if i % 4 == 0:
+                app.tg.fail("sendMessage", TgError.server())  # this round's send fails
+                failed_sends += 1
+            app.llm.script(MODEL, intent(False), Text("answer"))
+            app.tg.push(app.tg.message(ada, f"tg {i}"))
+            await app.tg.wait_calls("sendMessage", i + 1, ok_only=False)
+            door = "/connectors/telegram" if i % 2 == 0 else "/connectors/http"
+            app.system.kill(door, f"fault injection {i}")
+            kills[door] += 1
+            with trio.fail_after(10):
+                async for event in events:
+                    if event.path == door and event.kind == "restarted":
+                        break
+            if door == "/connectors/http":
+                web.http = httpx.AsyncClient(
+                    base_url=f"http://127.0.0.1:{http_port(app.system)}", timeout=15
+                )
+                clients.append(web.http)
+    # Every failed send went out after its door restarted: exactly once each.
+    sent = await app.tg.wait_calls("sendMessage", ROUNDS)
+    assert [c.params["text"] for c in sent] == ["answer"] * ROUNDS
+    assert len(app.tg.of("sendMessage")) == ROUNDS + failed_sends
+    assert web_answers == ["answer"] * ROUNDS
+    feed = await web.http.get("/api/events", params={"after": 0}, headers=web.auth)
+    assert [e["text"] for e in feed.json()["events"]] == ["answer"] * ROUNDS
+    # Nothing outside /connectors noticed.
+    tree = app.system.snapshot()
+    restarts = {child.path: child.restarts for child in tree.children}
+    assert restarts == {
+        "/storage": 0,
+        "/brain": 0,
+        "/users": 0,
+        "/connectors": 0,
+        "/debug": 0,
+    }
+    for user in app.system.snapshot("/users").children:
+        assert user.restarts == 0, user.path
+    assert app.system.inspect("/connectors/http").restarts == kills["/connectors/http"]
+    assert app.system.inspect("/connectors/telegram").restarts == kills["/connectors/telegram"]
+    for client in clients:
+        await client.aclose()

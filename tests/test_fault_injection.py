@@ -126,3 +126,29 @@ async def test_doors_killed_and_failing_mid_send_lose_nothing_and_send_nothing_t
     assert app.system.inspect("/connectors/telegram").restarts == kills["/connectors/telegram"]
     for client in clients:
         await client.aclose()
+
+
+async def test_a_door_that_keeps_failing_backs_off_alone_and_readyz_names_it(app: App) -> None:
+    """Telegram rejects the token (401) at every start: the Telegram door fails again
+    and again, more often than the root's intensity allows, backing off longer each
+    time; /connectors stays up, /readyz names the door, and the web keeps chatting."""
+    web = await guest(app)
+    app.tg.fail("getMe", *[TgError(401, "Unauthorized")] * 100)
+    with app.system.subscribe() as events:
+        app.system.kill("/connectors/telegram", "restart into a rejected token")
+        backoffs = 0
+        with trio.fail_after(30):
+            async for event in events:
+                if event.path == "/connectors/telegram" and event.kind == "backoff":
+                    backoffs += 1
+                    if backoffs == 5:
+                        break
+    ready = await app.http.get("/readyz")
+    assert ready.status_code == 503
+    assert "/connectors/telegram is backoff" in ready.json()["checks"]["connectors"]
+    app.llm.script(MODEL, intent(False), Text("still here"))
+    await web.say("are you there?")
+    assert (await web.next_event())["text"] == "still here"
+    restarts = {child.path: child.restarts for child in app.system.snapshot().children}
+    assert restarts["/connectors"] == 0 and restarts["/users"] == 0
+    assert app.system.inspect("/connectors/http").restarts == 0

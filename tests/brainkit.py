@@ -11,7 +11,7 @@ from typing import Any
 from actors.brain import Brain, CallContext
 from config import Settings
 from storage import Store, TokenSpend, open_store
-from tests.fake_llm import FakeLLM
+from tests.fake_llm import FakeLLM, ToolUse
 
 ANTHROPIC_KEY = "sk-ant-test-key"
 OPENAI_KEY = "sk-oai-test-key"
@@ -25,6 +25,27 @@ INTENT = {
     "needs_confirmation": False,
     "confidence": 0.9,
 }
+
+
+def intent(
+    needs_confirmation: bool,
+    summary: str = "They want a poem.",
+    plan: str = "Write a poem.",
+    *,
+    kind: str = "command",
+    confidence: float = 0.9,
+) -> ToolUse:
+    """The classifier's forced ``report_intent`` call, as the fake LLM answers it."""
+    return ToolUse(
+        "report_intent",
+        {
+            "intent": kind,
+            "summary": summary,
+            "plan": plan,
+            "needs_confirmation": needs_confirmation,
+            "confidence": confidence,
+        },
+    )
 
 
 def models(fake: FakeLLM) -> dict[str, Any]:

@@ -32,6 +32,8 @@ import h11
 import pytest
 import trio
 
+from tests.h11kit import read_request
+
 __all__ = [
     "Call",
     "FakeLLM",
@@ -192,7 +194,7 @@ class FakeLLM:
         conn = h11.Connection(h11.SERVER)
         try:
             while True:
-                request, body = await self._read_request(conn, stream)
+                request, body = await read_request(conn, stream)
                 if request is None:
                     return
                 keep = await self._handle(conn, stream, request, body)
@@ -203,27 +205,6 @@ class FakeLLM:
             return
         finally:
             await stream.aclose()
-
-    async def _read_request(
-        self, conn: h11.Connection, stream: trio.SocketStream
-    ) -> tuple[h11.Request | None, bytes]:
-        request: h11.Request | None = None
-        body = bytearray()
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await stream.receive_some(65536)
-                if not data and request is None:
-                    return None, b""
-                conn.receive_data(data)
-            elif isinstance(event, h11.Request):
-                request = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                return request, bytes(body)
-            elif isinstance(event, h11.ConnectionClosed):
-                return None, b""
 
     async def _send(self, conn: h11.Connection, stream: trio.SocketStream, *events: Any) -> None:
         for event in events:

@@ -37,6 +37,8 @@ import httpx
 import pytest
 import trio
 
+from tests.h11kit import read_request
+
 __all__ = ["TOKEN", "Call", "FakeTelegram", "TgError", "fake_telegram"]
 
 TOKEN = "7000000001:AAHfakeTokenForTestsOnly-0123456789ab"
@@ -436,7 +438,7 @@ class FakeTelegram:
         conn = h11.Connection(h11.SERVER)
         try:
             while True:
-                request, body = await self._read(conn, stream)
+                request, body = await read_request(conn, stream)
                 if request is None:
                     return
                 status, ctype, data = await self.respond(
@@ -461,27 +463,6 @@ class FakeTelegram:
             return
         finally:
             await stream.aclose()
-
-    async def _read(
-        self, conn: h11.Connection, stream: trio.SocketStream
-    ) -> tuple[h11.Request | None, bytes]:
-        request: h11.Request | None = None
-        body = bytearray()
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await stream.receive_some(65536)
-                if not data and request is None:
-                    return None, b""
-                conn.receive_data(data)
-            elif isinstance(event, h11.Request):
-                request = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                return request, bytes(body)
-            elif isinstance(event, h11.ConnectionClosed):
-                return None, b""
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from protocols import ApprovalResult, Approve, Deliver, Inbound, Received
 from storage import Store, open_store
 from supervision import ActorSystem, ChildSpec, Directory, EntityRef, Supervisor, open_system
 from supervision.testing import Probe
+from tests.brainkit import intent as _intent
 from tests.brainkit import settings_for
 from tests.fake_llm import FakeLLM, Hang, HttpError, Script, Text, ToolUse
 
@@ -33,16 +34,7 @@ MODEL = "claude-a"  # the fake's id of brainkit's model "a"
 def intent(
     needs_confirmation: bool, summary: str = "They want a poem.", plan: str = "Write one."
 ) -> ToolUse:
-    return ToolUse(
-        "report_intent",
-        {
-            "intent": "command",
-            "summary": summary,
-            "plan": plan,
-            "needs_confirmation": needs_confirmation,
-            "confidence": 0.9,
-        },
-    )
+    return _intent(needs_confirmation, summary, plan)
 
 
 @dataclass

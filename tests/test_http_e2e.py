@@ -22,23 +22,10 @@ from actors.brain import Brain
 from config import Settings
 from storage import Store, open_store
 from supervision import ActorSystem, open_system
-from tests.brainkit import settings_for
+from tests.brainkit import intent, settings_for
 from tests.fake_llm import FakeLLM, Hang, HttpError, Text, ToolUse
 
 MODEL = "claude-a"
-
-
-def intent(needs_confirmation: bool, plan: str = "Write a poem.") -> ToolUse:
-    return ToolUse(
-        "report_intent",
-        {
-            "intent": "command",
-            "summary": "They want a poem.",
-            "plan": plan,
-            "needs_confirmation": needs_confirmation,
-            "confidence": 0.8,
-        },
-    )
 
 
 @dataclass
@@ -139,10 +126,10 @@ async def test_session_message_ack_ok_reply(app: App) -> None:
 
 async def test_supersede_and_a_stale_ok_is_409_with_a_notice(app: App) -> None:
     guest = await app.guest()
-    app.fake.script(MODEL, intent(True, "Write a poem."))
+    app.fake.script(MODEL, intent(True, plan="Write a poem."))
     await guest.say("a poem")
     old = await guest.next_event()
-    app.fake.script(MODEL, intent(True, "Write a song."))
+    app.fake.script(MODEL, intent(True, plan="Write a song."))
     await guest.say("no, a song")
     new = await guest.next_event()
     assert new["approval_id"] != old["approval_id"]

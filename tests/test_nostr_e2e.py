@@ -27,6 +27,7 @@ from config import Settings
 from protocols.nostr import parse_event, public_key_of, sign, verify
 from storage import Store, open_store
 from supervision import ActorSystem, open_system
+from tests.brainkit import intent as _intent
 from tests.brainkit import settings_for
 from tests.fake_llm import FakeLLM, Text, ToolUse
 from tests.nostrkit import (  # noqa: F401  (nostr_relay is a fixture)
@@ -42,16 +43,7 @@ MODEL = "claude-a"
 
 
 def intent(needs_confirmation: bool) -> ToolUse:
-    return ToolUse(
-        "report_intent",
-        {
-            "intent": "question",
-            "summary": "They say hello.",
-            "plan": "Greet them back.",
-            "needs_confirmation": needs_confirmation,
-            "confidence": 0.9,
-        },
-    )
+    return _intent(needs_confirmation, "They say hello.", "Greet them back.", kind="question")
 
 
 @dataclass

@@ -22,25 +22,12 @@ from actors import build_root
 from actors.brain import Brain
 from storage import Store, open_store
 from supervision import ActorSystem, open_system
-from tests.brainkit import settings_for
-from tests.fake_llm import FakeLLM, Text, ToolUse
+from tests.brainkit import intent, settings_for
+from tests.fake_llm import FakeLLM, Text
 from tests.fake_telegram import DATE, FakeTelegram
 from tests.telegramkit import SECRET, connector, telegram_settings
 
 MODEL = "claude-a"
-
-
-def intent(needs_confirmation: bool, plan: str = "Write a poem.") -> ToolUse:
-    return ToolUse(
-        "report_intent",
-        {
-            "intent": "command",
-            "summary": "They want a poem.",
-            "plan": plan,
-            "needs_confirmation": needs_confirmation,
-            "confidence": 0.8,
-        },
-    )
 
 
 @dataclass
@@ -167,10 +154,10 @@ async def test_offset_survives_a_connector_kill_and_users_are_untouched(app: App
 async def test_a_stale_ok_is_answered_replaced(app: App) -> None:
     tg = app.tg
     ada = tg.user()
-    app.llm.script(MODEL, intent(True, "Write a poem."))
+    app.llm.script(MODEL, intent(True, plan="Write a poem."))
     tg.push(tg.message(ada, "a poem"))
     [old] = await tg.wait_calls("sendMessage", 1)
-    app.llm.script(MODEL, intent(True, "Write a song."))
+    app.llm.script(MODEL, intent(True, plan="Write a song."))
     tg.push(tg.message(ada, "no, a song"))
     await tg.wait_calls("sendMessage", 2)
     tg.push(tg.callback(ada, ok_data(old.params), sent_as_message(old.params)))

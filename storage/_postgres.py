@@ -108,7 +108,13 @@ class PostgresBackend:
                 # connection is closed"): an outage, not a bad request.
                 raise StoreUnavailable(self.target, _reason(exc)) from exc
             raise StorageError(f"postgres: {_reason(exc)}") from exc
-        except (asyncpg.PostgresError, ValueError, TypeError, OverflowError) as exc:
+        except (
+            asyncpg.PostgresError,
+            asyncpg.InternalClientError,
+            ValueError,
+            TypeError,
+            OverflowError,
+        ) as exc:
             raise StorageError(f"postgres: {_reason(exc)}") from exc
 
     async def _drive(self, fn: Callable[..., Script[Any]], args: tuple[Any, ...]) -> Any:
@@ -151,8 +157,11 @@ class PostgresBackend:
         try:
             await self._loop.run(owner.fetchval, "SELECT 1")
             return
-        except (*_CONNECTION_ERRORS, asyncpg.InterfaceError):
-            pass  # closed, terminated, or already detached by the pool
+        except Exception:
+            # Closed, terminated mid-operation (asyncpg then says InternalClientError
+            # "another operation is in progress"), or detached by the pool: any
+            # failure of the probe means this session, and the lock, are gone.
+            pass
         self._owner = None
         try:
             await self._loop.run(self._pool.release, owner)  # a dead one is discarded

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from protocols import Received
+
 __all__ = [
     "APPROVAL_STATUSES",
     "ARTIFACT_KINDS",
@@ -144,6 +146,20 @@ class IngestResult:
     job: Job
     thread: ThreadRecord
     created: bool
+
+    def received(self, user_id: str, text: str | None = None) -> Received:
+        """The ``chat.Received`` that hands this message to its author's thread
+        (``user_id`` is the platform's id of the author; ``text`` defaults to the
+        stored text, e.g. a connector may pass a voice transcript)."""
+        return Received(
+            job_id=self.job.id,
+            message_id=self.message.id,
+            thread_id=self.thread.id,
+            platform=self.thread.platform,
+            chat_id=self.thread.chat_id,
+            user_id=user_id,
+            text=self.message.text if text is None else text,
+        )
 
 
 @dataclass(frozen=True, slots=True)

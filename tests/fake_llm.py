@@ -32,7 +32,7 @@ import h11
 import pytest
 import trio
 
-from tests.h11kit import read_request
+from tests.h11kit import read_request, serve_loopback
 
 __all__ = [
     "Call",
@@ -182,11 +182,10 @@ class FakeLLM:
             await self._arrived.wait()
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            task_status.started()
-            await trio.serve_listeners(self._connection, listeners, handler_nursery=nursery)
+        await serve_loopback(self._connection, self._listening, task_status)
+
+    def _listening(self, port: int) -> None:
+        self.port = port
 
     # ------------------------------------------------------------------ HTTP/1.1
 

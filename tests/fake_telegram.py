@@ -37,7 +37,7 @@ import httpx
 import pytest
 import trio
 
-from tests.h11kit import read_request
+from tests.h11kit import read_request, serve_loopback
 
 __all__ = ["TOKEN", "Call", "FakeTelegram", "TgError", "fake_telegram"]
 
@@ -428,11 +428,10 @@ class FakeTelegram:
 
     # ------------------------------------------------------------------ HTTP/1.1
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            task_status.started()
-            await trio.serve_listeners(self._connection, listeners, handler_nursery=nursery)
+        await serve_loopback(self._connection, self._listening, task_status)
+
+    def _listening(self, port: int) -> None:
+        self.port = port
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER)

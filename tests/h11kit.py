@@ -1,6 +1,8 @@
-"""What the wire-faithful fakes share: reading one HTTP/1.1 request with h11."""
+"""What the wire-faithful fakes share: a loopback listener and reading one HTTP/1.1 request."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 import h11
 import trio
@@ -28,3 +30,17 @@ async def read_request(
             return request, bytes(body)
         elif isinstance(event, h11.ConnectionClosed):
             return None, b""
+
+
+async def serve_loopback(
+    handler: Callable[[trio.SocketStream], Awaitable[None]],
+    on_port: Callable[[int], None],
+    task_status: trio.TaskStatus[None],
+) -> None:
+    """Serve ``handler`` on 127.0.0.1 and a free port (told to ``on_port``), marking the
+    task started only once it listens; runs until cancelled."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    on_port(listeners[0].socket.getsockname()[1])
+    async with trio.open_nursery() as nursery:
+        task_status.started()
+        await trio.serve_listeners(handler, listeners, handler_nursery=nursery)

@@ -590,8 +590,8 @@ async def test_a_postgres_owner_whose_session_died_takes_the_database_back(
             conn = await asyncpg.connect(pg_url)
             try:
                 await conn.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-                    "AND classid = 0 AND objid = $1 AND granted",
+                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND classid = 0 AND objid = $1 AND granted",
                     0x67726F77,
                 )
             finally:

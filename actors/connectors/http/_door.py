@@ -179,16 +179,7 @@ class Door:
         result = await self.store.ingest(inbound)
         if result.created:
             self.counters.messages_in += 1
-            received = Received(
-                job_id=result.job.id,
-                message_id=result.message.id,
-                thread_id=result.thread.id,
-                platform=PLATFORM,
-                chat_id=user_id,
-                user_id=user_id,
-                text=text,
-            )
-            await self._hand_off(ref, received)
+            await self._hand_off(ref, result.received(user_id))
         return result.message.id
 
     async def _hand_off(self, ref: EntityRef, received: Received) -> None:

@@ -135,16 +135,7 @@ class Hub:
             self.bump("received")
             _log.info("nostr_received", relay=url, id=inbound.message_id,
                       protocol=inbound.raw["protocol"], user=inbound.user_key)  # fmt: skip
-            received = Received(
-                job_id=result.job.id,
-                message_id=result.message.id,
-                thread_id=result.thread.id,
-                platform=PLATFORM,
-                chat_id=inbound.chat_id,
-                user_id=inbound.user_id,
-                text=inbound.text,
-            )
-            await self._hand_off(inbound.user_key, received)
+            await self._hand_off(inbound.user_key, result.received(inbound.user_id))
         if live:
             await self.save_since(url)
 

@@ -117,16 +117,7 @@ class Intake:
         if artifact is not None:
             kind, content = artifact
             await self.store.add_artifact(result.message.id, kind, content)
-        received = Received(
-            job_id=result.job.id,
-            message_id=result.message.id,
-            thread_id=result.thread.id,
-            platform=PLATFORM,
-            chat_id=inc.chat_id,
-            user_id=inc.user_id,
-            text=text,
-        )
-        await self._hand_off(inbound.user_key, received)
+        await self._hand_off(inbound.user_key, result.received(inc.user_id, text))
         try:
             await self.api.send_chat_action(inc.chat_id, "typing")
         except TelegramError as exc:  # a nicety: never worth a retry

@@ -22,7 +22,9 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from actors.brain import Brain, BrainActor
+import structlog
+
+from actors.brain import Brain, BrainActor, BrainError, CallContext
 from config import Settings
 from storage import Store
 from supervision import DEBUG_SOCKET_NAME, Backoff, ChildSpec, DebugServer, Directory, Supervisor
@@ -30,6 +32,8 @@ from supervision import DEBUG_SOCKET_NAME, Backoff, ChildSpec, DebugServer, Dire
 from ._storage import StorageActor
 from ._users import ThreadConfig, UserThread
 from .connectors import HttpConnector, NostrConnector, TelegramConnector
+
+_log = structlog.get_logger("greenroom.tree")
 
 
 def build_root(settings: Settings, store: Store, brain: Brain) -> Callable[[], Supervisor]:
@@ -53,10 +57,23 @@ def build_root(settings: Settings, store: Store, brain: Brain) -> Callable[[], S
         reset_after_s=sup.backoff_reset_after_s,
     )
 
+    async def describe(key: str, image: bytes, media_type: str) -> dict[str, Any] | None:
+        # Photos on a door are described by the brain (vision) before they are
+        # stored; without a model, or when it fails, the door keeps metadata only.
+        user = await store.get_user(*key.split(":", 1))
+        ctx = CallContext(key, user.tier if user is not None else "public", None)
+        try:
+            return await brain.describe_image(ctx, image, media_type)
+        except BrainError as exc:
+            _log.warning("photo_not_described", user=key, error=str(exc))
+            return None
+
     def connectors() -> Supervisor:
         doors = [ChildSpec("http", lambda: HttpConnector(settings, store))]
         if settings.enabled_doors()["telegram"] is True:
-            doors.append(ChildSpec("telegram", lambda: TelegramConnector(settings, store)))
+            doors.append(
+                ChildSpec("telegram", lambda: TelegramConnector(settings, store, describe=describe))
+            )
         if settings.enabled_doors()["nostr"] is True:
             # A supervisor of one child per relay: its subtree stops in order.
             nostr = partial(NostrConnector, settings, store, backoff=backoff)

@@ -249,7 +249,11 @@ class FakeTelegram:
         }
         return self.update("message", body)
 
-    def photo(self, user: dict[str, Any], caption: str = "") -> dict[str, Any]:
+    def photo(
+        self, user: dict[str, Any], caption: str = "", image: bytes = b"\xff\xd8\xff fake jpeg"
+    ) -> dict[str, Any]:
+        """A photo message in its four sizes; the largest downloads as ``image``."""
+        self.files["AgACAgIAAxk1280"] = (f"photos/file_{len(self.files)}.jpg", image)
         sizes = [
             {
                 "file_id": f"AgACAgIAAxk{w}",

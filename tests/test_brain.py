@@ -6,6 +6,7 @@ The real ``anthropic`` SDK and httpx talk to ``tests/fake_llm.py`` on
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -235,6 +236,32 @@ async def test_summarize_and_extract_memories(fake_llm: FakeLLM, store: Store) -
             await brain.summarize(PUBLIC, [])
     assert fake_llm.requests[1].body["tool_choice"] == {"type": "tool", "name": "report_memories"}
     assert await store.recall(PUBLIC.user_key) == []  # extraction stores nothing itself
+
+
+async def test_describe_image_sends_the_image_to_both_providers(
+    fake_llm: FakeLLM, store: Store
+) -> None:
+    png = b"\x89PNG\r\n\x1a\n fake image bytes"
+    report = {"description": " A red bicycle. ", "text": "SALE", "objects": ["bicycle", 3]}
+    fake_llm.script("claude-a", ToolUse("report_image", report))
+    fake_llm.script("gpt-o", ToolUse("report_image", report))
+    async with open_brain(settings_for(fake_llm), store) as brain:
+        found = await brain.describe_image(PUBLIC, png, "image/png")
+        with pytest.raises(ValueError, match="image/"):
+            await brain.describe_image(PUBLIC, png, "text/plain")
+        with pytest.raises(ValueError, match="empty"):
+            await brain.describe_image(PUBLIC, b"", "image/png")
+    assert found == {"description": "A red bicycle.", "text": "SALE", "objects": ["bicycle", "3"]}
+    [anthropic] = fake_llm.requests
+    assert anthropic.body["tool_choice"] == {"type": "tool", "name": "report_image"}
+    [block, text] = anthropic.body["messages"][0]["content"]
+    assert block["type"] == "image" and block["source"]["media_type"] == "image/png"
+    assert base64.b64decode(block["source"]["data"]) == png and text["type"] == "text"
+    async with open_brain(settings_for(fake_llm, cascade=["o"]), store) as brain:
+        assert (await brain.describe_image(PUBLIC, png, "image/png"))["text"] == "SALE"
+    parts = fake_llm.requests[-1].body["messages"][-1]["content"]
+    url = parts[0]["image_url"]["url"]
+    assert url.startswith("data:image/png;base64,") and base64.b64decode(url.split(",")[1]) == png
 
 
 # --------------------------------------------------------------------------- no model

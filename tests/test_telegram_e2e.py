@@ -23,7 +23,7 @@ from actors.brain import Brain
 from storage import Store, open_store
 from supervision import ActorSystem, open_system
 from tests.brainkit import intent, settings_for
-from tests.fake_llm import FakeLLM, Text
+from tests.fake_llm import FakeLLM, HttpError, Text, ToolUse
 from tests.fake_telegram import DATE, FakeTelegram
 from tests.telegramkit import SECRET, connector, telegram_settings
 
@@ -186,6 +186,37 @@ async def test_a_voice_message_is_transcribed_into_an_artifact(app: App) -> None
     assert artifact.content["text"] == "remind me to water the plants"
     # The model saw the transcript as the user's words.
     assert "remind me to water the plants" in str(app.llm.requests[0].body["messages"])
+
+
+async def test_a_photo_is_described_by_the_vision_model_into_an_artifact(app: App) -> None:
+    tg = app.tg
+    seen = {"description": "A red bicycle by a wall.", "text": "", "objects": ["bicycle"]}
+    app.llm.script(MODEL, ToolUse("report_image", seen), intent(False), Text("Nice bike!"))
+    tg.push(tg.photo(tg.user(), "what do you think?", image=b"\xff\xd8\xff jpeg bytes"))
+    [reply] = await tg.wait_calls("sendMessage", 1)
+    assert reply.params["text"] == "Nice bike!"
+    described = app.llm.requests[0].body["messages"][0]["content"][0]
+    assert described["type"] == "image" and described["source"]["media_type"] == "image/jpeg"
+    thread = await app.store.get_thread("telegram", "4242")
+    assert thread is not None
+    first = (await app.store.recent_messages(thread.id))[0]
+    assert first.text == "what do you think?\n\n[photo: A red bicycle by a wall.]"
+    [artifact] = first.artifacts
+    assert artifact.kind == "image_json" and artifact.content["objects"] == ["bicycle"]
+    assert artifact.content["width"] == 1280  # the largest size
+    assert "A red bicycle by a wall." in str(app.llm.requests[1].body["messages"])
+
+
+async def test_a_photo_that_cannot_be_described_keeps_its_metadata(app: App) -> None:
+    tg = app.tg
+    app.llm.script(MODEL, HttpError.server(), intent(False), Text("A photo, I see."))
+    tg.push(tg.photo(tg.user(), "look"))
+    [reply] = await tg.wait_calls("sendMessage", 1)
+    assert reply.params["text"] == "A photo, I see."
+    thread = await app.store.get_thread("telegram", "4242")
+    assert thread is not None
+    [artifact] = (await app.store.recent_messages(thread.id))[0].artifacts
+    assert artifact.kind == "file_meta" and artifact.content["kind"] == "photo"
 
 
 async def test_group_mentions_are_answered_and_other_updates_ignored(app: App) -> None:

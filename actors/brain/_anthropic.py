@@ -9,6 +9,7 @@ final message, so both paths end in the same :class:`Completion`.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import anthropic
@@ -116,6 +117,17 @@ def _message(turn: Turn) -> dict[str, Any]:
         }
         for result in turn.tool_results
     ]
+    content.extend(
+        {
+            "type": "image",
+            "source": {
+                "type": "base64",
+                "media_type": image.media_type,
+                "data": base64.b64encode(image.data).decode("ascii"),
+            },
+        }
+        for image in turn.images
+    )
     if turn.text:  # the API refuses empty text blocks
         content.append({"type": "text", "text": turn.text})
     content.extend(

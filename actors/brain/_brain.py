@@ -31,14 +31,16 @@ from ._openai import OpenAIProvider
 from ._prompts import (
     ANSWER_SYSTEM,
     CLASSIFY_SYSTEM,
+    DESCRIBE_SYSTEM,
     MEMORIES_SYSTEM,
+    REPORT_IMAGE,
     REPORT_INTENT,
     REPORT_MEMORIES,
     SUMMARIZE_SYSTEM,
     render_context,
     transcript,
 )
-from ._providers import Completion, ModelRequest, Provider, Turn
+from ._providers import Completion, Image, ModelRequest, Provider, Turn
 from ._tools import DEFAULT_TOOLS, ToolRegistry
 
 __all__ = ["Brain", "CallContext", "Purpose"]
@@ -252,6 +254,29 @@ class Brain:
         )
         return await self._forced("background", ctx, request, _facts, BrainError)
 
+    async def describe_image(
+        self, ctx: CallContext, data: bytes, media_type: str
+    ) -> dict[str, Any]:
+        """What an image shows, for the context of a model that cannot see it:
+        ``{"description", "text", "objects"}`` from a forced ``report_image`` call on
+        the background cascade (its models must take images). Invalid tool input is
+        retried once, then BrainError; also NoModelConfigured, AllModelsFailed;
+        ValueError for an empty image or a media type that is not ``image/*``. A
+        checkpoint; cancellation abandons the call.
+        """
+        if not data:
+            raise ValueError("data must not be empty")
+        if not media_type.startswith("image/"):
+            raise ValueError(f"media_type must be image/*, not {media_type!r}")
+        request = ModelRequest(
+            system=DESCRIBE_SYSTEM,
+            turns=(Turn("user", "Describe this image.", images=(Image(media_type, data),)),),
+            max_tokens=self._max_tokens,
+            tools=(REPORT_IMAGE,),
+            tool_choice=REPORT_IMAGE.name,
+        )
+        return await self._forced("background", ctx, request, _image, BrainError)
+
     # ------------------------------------------------------------------ plumbing
 
     async def _forced(
@@ -321,3 +346,18 @@ def _facts(data: dict[str, Any]) -> list[str]:
         if fact and fact not in out:
             out.append(fact)
     return out[:_MAX_FACTS]
+
+
+def _image(data: dict[str, Any]) -> dict[str, Any]:
+    description = data.get("description")
+    if not isinstance(description, str) or not description.strip():
+        raise ValueError("description must be a non-empty string")
+    text = data.get("text", "")
+    objects = data.get("objects", [])
+    if not isinstance(text, str) or not isinstance(objects, list):
+        raise ValueError("text must be a string and objects a list")
+    return {
+        "description": description.strip(),
+        "text": text,
+        "objects": [str(o) for o in objects][:50],
+    }

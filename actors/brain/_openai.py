@@ -9,6 +9,7 @@ not streamed: the answer is read whole.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -119,6 +120,20 @@ def _messages(turn: Turn) -> list[dict[str, Any]]:
                 for call in turn.tool_calls
             ]
         out.append(message)
+    elif turn.images:
+        parts: list[dict[str, Any]] = [
+            {
+                "type": "image_url",
+                "image_url": {
+                    "url": f"data:{image.media_type};base64,"
+                    + base64.b64encode(image.data).decode("ascii")
+                },
+            }
+            for image in turn.images
+        ]
+        if turn.text:
+            parts.append({"type": "text", "text": turn.text})
+        out.append({"role": "user", "content": parts})
     elif turn.text:
         out.append({"role": "user", "content": turn.text})
     return out

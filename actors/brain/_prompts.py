@@ -12,7 +12,9 @@ from ._providers import ToolSpec, Turn
 __all__ = [
     "ANSWER_SYSTEM",
     "CLASSIFY_SYSTEM",
+    "DESCRIBE_SYSTEM",
     "MEMORIES_SYSTEM",
+    "REPORT_IMAGE",
     "REPORT_INTENT",
     "REPORT_MEMORIES",
     "SUMMARIZE_SYSTEM",
@@ -72,6 +74,28 @@ REPORT_MEMORIES = ToolSpec(
         "type": "object",
         "properties": {"facts": {"type": "array", "items": {"type": "string"}}},
         "required": ["facts"],
+    },
+)
+
+
+DESCRIBE_SYSTEM = (
+    "You describe an image a user sent, for an assistant that cannot see it, by calling "
+    "the report_image tool once. description: two or three sentences on what it shows. "
+    "text: any text visible in it, verbatim, or an empty string. objects: the main things "
+    "in it."
+)
+
+REPORT_IMAGE = ToolSpec(
+    "report_image",
+    "Report what an image shows.",
+    {
+        "type": "object",
+        "properties": {
+            "description": {"type": "string"},
+            "text": {"type": "string"},
+            "objects": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["description", "text", "objects"],
     },
 )
 

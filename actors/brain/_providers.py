@@ -85,6 +85,14 @@ class ToolResult:
 
 
 @dataclass(frozen=True)
+class Image:
+    """An image the user sent, for a vision-capable model."""
+
+    media_type: str  # "image/jpeg", "image/png", ...
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Turn:
     """One message of the conversation in neutral form.
 
@@ -96,6 +104,7 @@ class Turn:
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     tool_results: tuple[ToolResult, ...] = ()
+    images: tuple[Image, ...] = ()  # user turns only
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from supervision import Actor
 
 from ._api import BotApi
 from ._errors import ApiError, Conflict, RetryAfter, TelegramUnavailable
-from ._intake import PLATFORM, Intake
+from ._intake import PLATFORM, Describer, Intake
 from ._limits import Pacer
 from ._outbox import STATE, Outbox
 from ._stt import Transcriber
@@ -61,6 +61,7 @@ class TelegramConnector(Actor):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         stt_transport: httpx.AsyncBaseTransport | None = None,
+        describe: Describer | None = None,
     ) -> None:
         if settings.telegram_bot_token is None:
             raise ValueError("TELEGRAM_BOT_TOKEN is unset: the Telegram door cannot start")
@@ -69,6 +70,7 @@ class TelegramConnector(Actor):
         self.store = store
         self._transport = transport
         self._stt_transport = stt_transport
+        self._describe = describe
         self.api: BotApi | None = None
         self.transcriber: Transcriber | None = None
         self.intake: Intake | None = None
@@ -171,6 +173,7 @@ class TelegramConnector(Actor):
             self.system,
             bot,
             transcriber=self.transcriber,
+            describe=self._describe,
             max_file_bytes=self.conf.max_file_bytes,
             ask_timeout_s=self.settings.kernel.ask_timeout_s,
             log=self.log,

@@ -10,6 +10,7 @@ restarts, and the update comes again.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import trio
@@ -48,6 +49,12 @@ NO_STT = "[voice message: speech-to-text is not configured, so I could not liste
 STT_FAILED = "[voice message: it could not be transcribed]"
 
 
+#: ``describe(user_key, image, media_type)``: what an image shows (``description``,
+#: ``text``, ``objects``), or None when it could not be described. Called for the
+#: largest size of every photo; the tree passes the brain's ``describe_image``.
+Describer = Callable[[str, bytes, str], Awaitable[dict[str, Any] | None]]
+
+
 class Intake:
     """One connector incarnation's update handling (see the module docstring)."""
 
@@ -59,6 +66,7 @@ class Intake:
         bot: BotIdentity,
         *,
         transcriber: Transcriber | None,
+        describe: Describer | None = None,
         max_file_bytes: int,
         ask_timeout_s: float,
         log: Any,
@@ -68,6 +76,7 @@ class Intake:
         self.system = system
         self.bot = bot
         self.transcriber = transcriber
+        self.describe = describe
         self.max_file_bytes = max_file_bytes
         self.ask_timeout_s = ask_timeout_s
         self.log = log
@@ -142,10 +151,7 @@ class Intake:
         assert media is not None
         caption = inc.text.strip()
         if media.kind == "photo":
-            # TODO(issue 6): describe the photo with a vision model (brain.describe_image)
-            # into an image_json artifact; for now its metadata is kept.
-            meta = {"file_id": media.file_id, "file_size": media.file_size, **media.meta}
-            return caption or "[photo]", ("file_meta", {"kind": "photo", **meta})
+            return await self._photo(inc, caption)
         if self.transcriber is None:
             return _join(caption, NO_STT), None
         try:
@@ -163,6 +169,30 @@ class Intake:
             "voice_transcript",
             content,
         )
+
+    async def _photo(
+        self, inc: Incoming, caption: str
+    ) -> tuple[str, tuple[Any, dict[str, Any]] | None]:
+        """The largest size, described by a vision model into an ``image_json``
+        artifact; without a describer (or when it fails) only its metadata is kept."""
+        media = inc.media
+        assert media is not None
+        meta = {"file_id": media.file_id, "file_size": media.file_size, **media.meta}
+        if self.describe is not None:
+            try:
+                image, _ = await self.api.download(media.file_id, self.max_file_bytes)
+            except TelegramError as exc:
+                self.log.warning("telegram_photo_download_failed", update_id=inc.update_id,
+                                 error=str(exc))  # fmt: skip
+            else:
+                # Telegram re-encodes every photo as JPEG.
+                described = await self.describe(
+                    user_key(PLATFORM, inc.user_id), image, "image/jpeg"
+                )
+                if described is not None:
+                    text = _join(caption, f"[photo: {described['description']}]")
+                    return text, ("image_json", {**described, **meta})
+        return caption or "[photo]", ("file_meta", {"kind": "photo", **meta})
 
     # ------------------------------------------------------------------ the OK button
     async def _callback(self, cb: Callback) -> None:

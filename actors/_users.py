@@ -40,7 +40,7 @@ from protocols import (
     ReplyKind,
 )
 from storage import Approval, Job, Store, StoredMessage
-from supervision import Actor, TaskHandle
+from supervision import Actor, TaskHandle, correlated
 
 #: The longest ack shown to a user (DESIGN.md: <= 1000 characters).
 MAX_ACK_CHARS = 1000
@@ -227,7 +227,12 @@ class UserThread(Actor):
     # ------------------------------------------------------------------ the work (owned tasks)
     async def _run_job(self, job: Job, text: str) -> None:
         """Classify, then ack (and wait for OK) or answer at once. Resumable: a job
-        already acknowledged or approved is not classified again."""
+        already acknowledged or approved is not classified again. Every log line,
+        the brain's included, carries the inbound message's correlation id."""
+        with correlated(f"m{job.message_id}"):
+            await self._classify_job(job, text)
+
+    async def _classify_job(self, job: Job, text: str) -> None:
         approval = await self.store.approval_for_message(job.message_id)
         if approval is not None:
             match approval.status:
@@ -264,6 +269,10 @@ class UserThread(Actor):
         # The job stays running until the OK (or a newer message) decides it.
 
     async def _answer_job(self, job: Job, text: str, plan: str | None) -> None:
+        with correlated(f"m{job.message_id}"):
+            await self._answer(job, text, plan)
+
+    async def _answer(self, job: Job, text: str, plan: str | None) -> None:
         ctx = await self._ctx()
         try:
             answer = await self.config.brain.answer(ctx, await self._context(), text, plan)
@@ -357,6 +366,7 @@ class UserThread(Actor):
             text=message.text,
             kind=kind,
             approval_id=approval_id,
+            correlation_id=f"m{reply_to}" if reply_to is not None else "",
         )
         with trio.move_on_after(5):
             # A missing or stuck connector must not wedge the thread: the reply

@@ -137,6 +137,8 @@ class Deliver(Message):
     text: str
     kind: ReplyKind
     approval_id: int | None = None
+    #: the inbound message's correlation id (``m<id>``), for the connector's log lines
+    correlation_id: str = ""
 
 
 @message("chat.Approve")

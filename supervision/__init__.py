@@ -31,7 +31,7 @@ from ._errors import (
     UnknownPath,
 )
 from ._introspect import ActorInfo, ErrorInfo, TreeEvent
-from ._logging import RedactSecrets, configure_logging
+from ._logging import RedactSecrets, configure_logging, correlated
 from ._ref import DEFAULT, ActorRef
 from ._spec import ChildSpec, RestartType, Strategy, should_restart
 from ._state import ActorState
@@ -85,6 +85,7 @@ __all__ = [
     "TreeEvent",
     "UnknownPath",
     "configure_logging",
+    "correlated",
     "ctl",
     "kill",
     "open_system",

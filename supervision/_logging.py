@@ -7,10 +7,12 @@ loggers used inside ``receive``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
 from collections.abc import MutableMapping
+from contextlib import AbstractContextManager
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -95,3 +97,14 @@ def configure_logging(
         # caching skips re-resolving the configuration on every logger call.
         cache_logger_on_first_use=True,
     )
+
+
+def correlated(cid: str) -> AbstractContextManager[Any]:
+    """Bind ``cid`` as the correlation id of every log line written inside the
+    block, in this task only (contextvars), and unbind it after. A message's cid
+    follows it end to end: the connector that stored it, the thread and the
+    brain working on it, the connector that sends the reply (``m<message id>``
+    of the inbound message). An empty ``cid`` binds nothing."""
+    if not cid:
+        return contextlib.nullcontext()
+    return structlog.contextvars.bound_contextvars(cid=cid)

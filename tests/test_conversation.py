@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
+import structlog.testing
 import trio
 import trio.testing
 
@@ -362,3 +364,19 @@ async def test_a_plan_made_in_a_group_is_approved_by_its_author_after_a_restart(
     assert await chat.approve(ack.approval_id, user="42") == "approved"
     reply = await chat.delivered("reply")
     assert (reply.chat_id, reply.text) == ("group-1", "Done, in the group.")
+
+
+async def test_a_messages_log_lines_and_its_reply_carry_its_correlation_id(chat: Chat) -> None:
+    """DESIGN.md, Observability: a correlation id follows a message end to end; the
+    thread's and the brain's lines while working on it carry ``m<message id>``, and
+    so does the Deliver the connector logs its sending under."""
+    chat.fake.script(MODEL, HttpError.server())
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as logs:
+        sent = await chat.say("hello")
+        error = await chat.delivered("error")
+    cid = f"m{sent.message_id}"
+    assert error.correlation_id == cid
+    failed = [e for e in logs if e["event"] == "brain.all_models_failed"]
+    assert failed and all(e.get("cid") == cid for e in failed)

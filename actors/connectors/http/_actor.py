@@ -29,7 +29,7 @@ from hypercorn.trio import serve
 from config import Settings
 from protocols import Deliver
 from storage import StorageError, Store
-from supervision import Actor, TaskHandle
+from supervision import Actor, TaskHandle, correlated
 
 from ._app import build_app
 from ._door import PLATFORM, Door
@@ -131,16 +131,17 @@ class HttpConnector(Actor):
     async def receive(self, msg: Any) -> Any:
         match msg:
             case Deliver(message_id=message_id, platform=platform, chat_id=chat_id):
-                if platform != PLATFORM:
-                    self.log.warning("deliver_wrong_platform", platform=platform, id=message_id)
+                with correlated(msg.correlation_id):
+                    if platform != PLATFORM:
+                        self.log.warning("deliver_wrong_platform", platform=platform, id=message_id)
+                        return None
+                    assert self.door is not None
+                    # The reply is already in storage (recorded before Deliver was
+                    # told), so waking first shows it as soon as possible.
+                    self.door.feed.notify(chat_id)
+                    self.door.counters.deliveries += 1
+                    await self._mark_sent(message_id)
                     return None
-                assert self.door is not None
-                # The reply is already in storage (recorded before Deliver was
-                # told), so waking first shows it as soon as possible.
-                self.door.feed.notify(chat_id)
-                self.door.counters.deliveries += 1
-                await self._mark_sent(message_id)
-                return None
             case _:
                 raise TypeError(f"{self.path} does not handle {type(msg).__name__}")
 

@@ -30,6 +30,7 @@ from supervision import (
     EntityRef,
     KernelError,
     UnknownPath,
+    correlated,
 )
 
 from ._auth import RateLimiter, bearer_token, hash_token, mint_token, new_user_id
@@ -179,7 +180,8 @@ class Door:
         result = await self.store.ingest(inbound)
         if result.created:
             self.counters.messages_in += 1
-            await self._hand_off(ref, result.received(user_id))
+            with correlated(f"m{result.message.id}"):
+                await self._hand_off(ref, result.received(user_id))
         return result.message.id
 
     async def _hand_off(self, ref: EntityRef, received: Received) -> None:

@@ -26,7 +26,7 @@ from config import Settings
 from protocols import Deliver
 from protocols.nostr import parse_secret_key, public_key_of
 from storage import Store
-from supervision import Backoff, ChildSpec, Supervisor
+from supervision import Backoff, ChildSpec, Supervisor, correlated
 
 from ._hub import Hub
 from ._intake import PLATFORM
@@ -93,6 +93,10 @@ class NostrConnector(Supervisor):
 
     async def _send(self, deliver: Deliver) -> None:
         """Build (or reload) the reply's event, publish it, mark it sent on an OK."""
+        with correlated(deliver.correlation_id):
+            await self._publish(deliver)
+
+    async def _publish(self, deliver: Deliver) -> None:
         try:
             record = await self.store.get_message(deliver.message_id)
             if record.sent_at is not None:

@@ -20,7 +20,7 @@ from config import Settings
 from protocols import Received
 from protocols.nostr import KIND_GIFT_WRAP, Event
 from storage import Store
-from supervision import ActorSystem, EntityRef, KernelError, UnknownPath
+from supervision import ActorSystem, EntityRef, KernelError, UnknownPath, correlated
 
 from ._intake import PLATFORM, Dropped, to_inbound
 from ._link import RelayLink
@@ -135,7 +135,8 @@ class Hub:
             self.bump("received")
             _log.info("nostr_received", relay=url, id=inbound.message_id,
                       protocol=inbound.raw["protocol"], user=inbound.user_key)  # fmt: skip
-            await self._hand_off(inbound.user_key, result.received(inbound.user_id))
+            with correlated(f"m{result.message.id}"):
+                await self._hand_off(inbound.user_key, result.received(inbound.user_id))
         if live:
             await self.save_since(url)
 

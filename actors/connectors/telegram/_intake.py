@@ -26,6 +26,7 @@ from supervision import (
     EntityRef,
     KernelError,
     UnknownPath,
+    correlated,
 )
 
 from ._api import BotApi
@@ -126,7 +127,8 @@ class Intake:
         if artifact is not None:
             kind, content = artifact
             await self.store.add_artifact(result.message.id, kind, content)
-        await self._hand_off(inbound.user_key, result.received(inc.user_id, text))
+        with correlated(f"m{result.message.id}"):
+            await self._hand_off(inbound.user_key, result.received(inc.user_id, text))
         try:
             await self.api.send_chat_action(inc.chat_id, "typing")
         except TelegramError as exc:  # a nicety: never worth a retry

@@ -24,6 +24,7 @@ import trio
 
 from protocols import Deliver
 from storage import StorageError, Store
+from supervision import correlated
 
 from ._api import BotApi
 from ._errors import RetryAfter, TelegramError, TelegramUnavailable
@@ -85,7 +86,8 @@ class Outbox:
         try:
             while queue:
                 deliver = queue[0]
-                await self.send(deliver)
+                with correlated(deliver.correlation_id):
+                    await self.send(deliver)
                 queue.popleft()
                 self._known.discard(deliver.message_id)
         finally:

@@ -20,7 +20,7 @@ import trio
 from pydantic import ValidationError
 
 from config import Settings
-from protocols import ApprovalResult, Approve, Inbound, Ping, Pong, Received, user_key
+from protocols import ApprovalResult, Approve, Inbound, Ping, Pong, user_key
 from storage import StorageError, Store, StoredMessage
 from supervision import (
     ActorFailed,
@@ -30,9 +30,9 @@ from supervision import (
     EntityRef,
     KernelError,
     UnknownPath,
-    correlated,
 )
 
+from .._route import hand_off
 from ._auth import RateLimiter, bearer_token, hash_token, mint_token, new_user_id
 from ._errors import ApiError
 from ._feed import Feed, FeedFull
@@ -164,7 +164,6 @@ class Door:
             )
         if not text.strip():
             raise ApiError(422, "empty_text", "text must not be empty")
-        ref = self.thread(user_id)
         self.check_room(user_id)
         try:
             inbound = Inbound(
@@ -180,22 +179,11 @@ class Door:
         result = await self.store.ingest(inbound)
         if result.created:
             self.counters.messages_in += 1
-            with correlated(f"m{result.message.id}"):
-                await self._hand_off(ref, result.received(user_id))
+            # Durable now: the answer is 202 whatever the hand-off meets. Its bound
+            # covers the race with check_room and keeps a wedged thread from
+            # holding requests.
+            await hand_off(self.system, result, user_id, timeout_s=self.ask_timeout_s)
         return result.message.id
-
-    async def _hand_off(self, ref: EntityRef, received: Received) -> None:
-        # The message is durable: whatever happens here, the answer is 202 and
-        # its queued job is in storage. Waiting for space covers the race
-        # between check_room and now; the bound keeps a wedged thread from
-        # holding requests forever.
-        with trio.move_on_after(self.ask_timeout_s) as cs:
-            try:
-                await ref.tell(received)
-            except KernelError as exc:
-                _log.error("received_not_told", thread=ref.key, error=repr(exc))
-        if cs.cancelled_caught:
-            _log.error("received_not_told", thread=ref.key, error="mailbox full")
 
     async def approve(self, user_id: str, approval_id: int) -> None:
         """Tell the user's thread the OK; return when it approved. 409 superseded or

@@ -17,11 +17,11 @@ import structlog
 import trio
 
 from config import Settings
-from protocols import Received
 from protocols.nostr import KIND_GIFT_WRAP, Event
 from storage import Store
-from supervision import ActorSystem, EntityRef, KernelError, UnknownPath, correlated
+from supervision import ActorSystem
 
+from .._route import hand_off
 from ._intake import PLATFORM, Dropped, to_inbound
 from ._link import RelayLink
 
@@ -135,22 +135,11 @@ class Hub:
             self.bump("received")
             _log.info("nostr_received", relay=url, id=inbound.message_id,
                       protocol=inbound.raw["protocol"], user=inbound.user_key)  # fmt: skip
-            with correlated(f"m{result.message.id}"):
-                await self._hand_off(inbound.user_key, result.received(inbound.user_id))
+            assert self.system is not None
+            timeout = self.settings.kernel.ask_timeout_s
+            await hand_off(self.system, result, inbound.user_id, timeout_s=timeout)
         if live:
             await self.save_since(url)
-
-    async def _hand_off(self, key: str, received: Received) -> None:
-        # The message is durable: if the thread cannot take it now, its queued
-        # job is picked up when the thread next starts.
-        assert self.system is not None
-        with trio.move_on_after(self.settings.kernel.ask_timeout_s) as cs:
-            try:
-                await EntityRef(self.system.lookup("/users"), key).tell(received)
-            except (KernelError, UnknownPath) as exc:
-                _log.error("received_not_told", thread=key, error=repr(exc))
-        if cs.cancelled_caught:
-            _log.error("received_not_told", thread=key, error="mailbox full")
 
     # ------------------------------------------------------------------ outbound
     async def publish(self, event: Event) -> int:

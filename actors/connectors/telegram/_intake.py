@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-import trio
 from pydantic import ValidationError
 
-from protocols import ApprovalResult, Approve, Inbound, Received, user_key
+from protocols import ApprovalResult, Approve, Inbound, user_key
 from storage import Store
 from supervision import (
     ActorFailed,
@@ -24,11 +23,10 @@ from supervision import (
     ActorSystem,
     AskTimeout,
     EntityRef,
-    KernelError,
     UnknownPath,
-    correlated,
 )
 
+from .._route import hand_off
 from ._api import BotApi
 from ._errors import TelegramError
 from ._stt import Transcriber, TranscriptionFailed
@@ -127,25 +125,12 @@ class Intake:
         if artifact is not None:
             kind, content = artifact
             await self.store.add_artifact(result.message.id, kind, content)
-        with correlated(f"m{result.message.id}"):
-            await self._hand_off(inbound.user_key, result.received(inc.user_id, text))
+        await hand_off(self.system, result, inc.user_id, timeout_s=self.ask_timeout_s, text=text)
         try:
             await self.api.send_chat_action(inc.chat_id, "typing")
         except TelegramError as exc:  # a nicety: never worth a retry
             self.log.info("telegram_typing_failed", chat_id=inc.chat_id, error=str(exc))
         return "ingested"
-
-    async def _hand_off(self, key: str, received: Received) -> None:
-        # The message is durable: from here on a lost hand-off only delays it
-        # (greenroom run re-dispatches queued jobs at start), so it is logged,
-        # never raised into a restart that would fetch the update again.
-        with trio.move_on_after(self.ask_timeout_s) as cs:
-            try:
-                await EntityRef(self.system.lookup("/users"), key).tell(received)
-            except (KernelError, UnknownPath) as exc:
-                self.log.error("received_not_told", thread=key, error=repr(exc))
-        if cs.cancelled_caught:
-            self.log.error("received_not_told", thread=key, error="mailbox full")
 
     async def _media(self, inc: Incoming) -> tuple[str, tuple[Any, dict[str, Any]] | None]:
         """The message text for a voice/audio/photo message, and its artifact."""

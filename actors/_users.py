@@ -239,13 +239,14 @@ class UserThread(Actor):
                 case "pending":
                     return  # the ack went out; the OK will come as Approve
                 case "approved":
-                    await self._answer_job(job, text, approval.plan)
+                    await self._answer(job, text, approval.plan)
                 case _:
                     await self.store.finish_job(job.id, "canceled", f"plan {approval.status}")
             return
         ctx = await self._ctx()
+        context = await self._context()
         try:
-            intent = await self.config.brain.classify(ctx, await self._context(), text)
+            intent = await self.config.brain.classify(ctx, context, text)
         except NoModelConfigured as exc:
             await self._finish(job, "done", "notice", f"I cannot answer yet: {exc}.")
             return
@@ -256,7 +257,8 @@ class UserThread(Actor):
             await self._finish(job, "failed", "error", APOLOGY)
             return
         if not intent.needs_confirmation:
-            await self._answer_job(job, text, None)
+            # Nothing was stored since the context was read: answer from it.
+            await self._answer(job, text, None, ctx, context)
             return
         assert self.thread_id is not None
         approval = await self.store.propose(
@@ -272,10 +274,19 @@ class UserThread(Actor):
         with correlated(f"m{job.message_id}"):
             await self._answer(job, text, plan)
 
-    async def _answer(self, job: Job, text: str, plan: str | None) -> None:
-        ctx = await self._ctx()
+    async def _answer(
+        self,
+        job: Job,
+        text: str,
+        plan: str | None,
+        ctx: CallContext | None = None,
+        context: list[ChatTurn] | None = None,
+    ) -> None:
+        ctx = ctx or await self._ctx()
+        if context is None:
+            context = await self._context()
         try:
-            answer = await self.config.brain.answer(ctx, await self._context(), text, plan)
+            answer = await self.config.brain.answer(ctx, context, text, plan)
         except NoModelConfigured as exc:
             await self._finish(job, "done", "notice", f"I cannot answer yet: {exc}.")
             return

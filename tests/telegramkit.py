@@ -8,6 +8,7 @@ from typing import Any
 from actors.connectors import TelegramConnector
 from config import Settings
 from supervision import ActorSystem
+from tests.appkit import settings_data
 from tests.fake_telegram import TOKEN, FakeTelegram
 
 SECRET = "s3cret-Webhook_token"
@@ -17,7 +18,7 @@ WEBHOOK_URL = "https://bot.example.org/telegram/webhook"
 def telegram_settings(
     fake: FakeTelegram, tmp_path: Path, base: Settings | None = None, **telegram: Any
 ) -> Settings:
-    data: dict[str, Any] = base.model_dump() if base is not None else {}
+    data: dict[str, Any] = settings_data(base) if base is not None else {}
     data.update(
         data_dir=str(tmp_path),
         http={"port": 0},
@@ -25,9 +26,6 @@ def telegram_settings(
         telegram={"api_base": fake.url, "poll_timeout_s": 5, **telegram},
         telegram_bot_token=TOKEN,
     )
-    for secret in ("anthropic_api_key", "openai_api_key"):
-        if base is not None and getattr(base, secret) is not None:
-            data[secret] = getattr(base, secret).get_secret_value()
     if telegram.get("mode") == "webhook":
         data["telegram"].setdefault("webhook_url", WEBHOOK_URL)
         data["telegram_webhook_secret"] = SECRET

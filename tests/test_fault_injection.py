@@ -18,16 +18,13 @@ import httpx
 import pytest
 import trio
 
-from actors import build_root
-from actors.brain import Brain
 from config import Settings
-from storage import open_store
-from supervision import open_system
+from tests.appkit import http_port, open_app, settings_data
 from tests.brainkit import settings_for
 from tests.fake_llm import FakeLLM, Text
 from tests.fake_telegram import FakeTelegram, TgError
 from tests.telegramkit import telegram_settings
-from tests.test_http_e2e import Guest, http_port
+from tests.test_http_e2e import Guest
 from tests.test_telegram_e2e import MODEL, App, intent, tg  # noqa: F401 (the tg fixture)
 
 ROUNDS = 8
@@ -44,21 +41,10 @@ async def app(
     instead of taking the scripted answers of the conversations."""
     base = settings_for(fake_llm, cascade=["a"])
     settings = telegram_settings(tg, tmp_path, base)
-    data = settings.model_dump()
+    data = settings_data(settings)
     data["brain"]["cascades"]["background"] = ["b"]
-    for secret in ("anthropic_api_key", "openai_api_key", "telegram_bot_token"):
-        value = getattr(settings, secret)
-        data[secret] = value.get_secret_value() if value is not None else None
-    settings = Settings.model_validate(data)
-    async with open_store(None, tmp_path) as store:
-        brain = Brain(settings, store)
-        try:
-            async with open_system(build_root(settings, store, brain), ask_timeout_s=10) as system:
-                base_url = f"http://127.0.0.1:{http_port(system)}"
-                async with httpx.AsyncClient(base_url=base_url, timeout=15) as http:
-                    yield App(system, store, fake_llm, tg, http)
-        finally:
-            await brain.aclose()
+    async with open_app(Settings.model_validate(data), tmp_path) as (system, store, http):
+        yield App(system, store, fake_llm, tg, http)
 
 
 async def guest(app: App) -> Guest:

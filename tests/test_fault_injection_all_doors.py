@@ -23,11 +23,10 @@ import nostr_sdk as sdk
 import pytest
 import trio
 
-from actors import build_root
-from actors.brain import Brain
 from config import Settings
-from storage import Store, open_store
-from supervision import ActorSystem, open_system
+from storage import Store
+from supervision import ActorSystem
+from tests.appkit import http_port, open_app, settings_data
 from tests.brainkit import intent, settings_for
 from tests.fake_llm import FakeLLM, Text
 from tests.fake_telegram import FakeTelegram, TgError
@@ -39,7 +38,7 @@ from tests.nostrkit import (  # noqa: F401  (nostr_relay is a fixture)
     start_local_relay,
 )
 from tests.telegramkit import telegram_settings
-from tests.test_http_e2e import Guest, http_port
+from tests.test_http_e2e import Guest
 from tests.test_telegram_e2e import tg  # noqa: F401  (a fixture)
 
 MODEL = "claude-a"
@@ -69,31 +68,22 @@ async def world(
     local, local_url = await start_local_relay(aio)
     bot_secret = bytes.fromhex(sdk.Keys.generate().secret_key().to_hex())
     settings = telegram_settings(tg, tmp_path, settings_for(fake_llm, cascade=["a"]))
-    data: dict[str, Any] = settings.model_dump()
+    data = settings_data(settings)
     data["brain"]["cascades"]["background"] = ["b"]  # unscripted: fails harmlessly
     data["nostr"].update(relays=[nostr_relay.url, local_url], backoff_min_s=0.05,
                          backoff_max_s=0.5, publish_timeout_s=5)  # fmt: skip
     data["supervision"].update(backoff_min_s=0.01, backoff_max_s=0.1, connectors_backoff_max_s=0.1)
-    for secret in ("anthropic_api_key", "openai_api_key", "telegram_bot_token"):
-        value = getattr(settings, secret)
-        data[secret] = value.get_secret_value() if value is not None else None
     data["nostr_private_key"] = bot_secret.hex()
-    settings = Settings.model_validate(data)
     client = SdkClient(aio)
-    async with open_store(None, tmp_path) as store:
-        brain = Brain(settings, store)
-        try:
-            async with open_system(build_root(settings, store, brain), ask_timeout_s=10) as system:
-                await client.connect([nostr_relay.url, local_url])
-                base_url = f"http://127.0.0.1:{http_port(system)}"
-                async with httpx.AsyncClient(base_url=base_url, timeout=15) as http:
-                    bot = sdk.Keys.parse(bot_secret.hex()).public_key().to_hex()
-                    yield World(system, store, fake_llm, tg, http, client, bot)
-                await client.close()
-        finally:
-            await brain.aclose()
-            local.shutdown()
-            aio.close()
+    try:
+        async with open_app(Settings.model_validate(data), tmp_path) as (system, store, http):
+            await client.connect([nostr_relay.url, local_url])
+            bot = sdk.Keys.parse(bot_secret.hex()).public_key().to_hex()
+            yield World(system, store, fake_llm, tg, http, client, bot)
+            await client.close()
+    finally:
+        local.shutdown()
+        aio.close()
 
 
 async def restarted(events: trio.MemoryReceiveChannel[Any], path: str) -> None:

@@ -17,11 +17,10 @@ import httpx
 import pytest
 import trio
 
-from actors import build_root
-from actors.brain import Brain
 from config import Settings
-from storage import Store, open_store
-from supervision import ActorSystem, open_system
+from storage import Store
+from supervision import ActorSystem
+from tests.appkit import http_port, open_app
 from tests.brainkit import intent, settings_for
 from tests.fake_llm import FakeLLM, Hang, HttpError, Text, ToolUse
 
@@ -75,15 +74,6 @@ class App:
         return Guest(self.http, body["user"], body["token"])
 
 
-def http_port(system: ActorSystem) -> int:
-    for cell in system.cells():
-        if cell.path == "/connectors/http":
-            port = getattr(cell.actor, "port", None)
-            assert isinstance(port, int)
-            return port
-    raise AssertionError("no /connectors/http")
-
-
 @pytest.fixture
 async def app(tmp_path: Path, fake_llm: FakeLLM) -> AsyncIterator[App]:
     base = settings_for(fake_llm, cascade=["a", "b", "c"])
@@ -101,15 +91,8 @@ async def app(tmp_path: Path, fake_llm: FakeLLM) -> AsyncIterator[App]:
             "anthropic_api_key": "sk-ant-test-key",
         }
     )
-    async with open_store(None, tmp_path) as store:
-        brain = Brain(settings, store)
-        try:
-            async with open_system(build_root(settings, store, brain), ask_timeout_s=10) as system:
-                base_url = f"http://127.0.0.1:{http_port(system)}"
-                async with httpx.AsyncClient(base_url=base_url, timeout=15) as http:
-                    yield App(system, store, fake_llm, http)
-        finally:
-            await brain.aclose()
+    async with open_app(settings, tmp_path) as (system, store, http):
+        yield App(system, store, fake_llm, http)
 
 
 async def test_session_message_ack_ok_reply(app: App) -> None:

@@ -20,13 +20,12 @@ import nostr_sdk as sdk
 import pytest
 import trio
 
-from actors import build_root
-from actors.brain import Brain
 from actors.connectors.nostr import OK_HINT, Hub
 from config import Settings
 from protocols.nostr import parse_event, public_key_of, sign, verify
-from storage import Store, open_store
-from supervision import ActorSystem, open_system
+from storage import Store
+from supervision import ActorSystem
+from tests.appkit import open_app
 from tests.brainkit import intent as _intent
 from tests.brainkit import settings_for
 from tests.fake_llm import FakeLLM, Text, ToolUse
@@ -98,19 +97,16 @@ async def world(
         }
     )  # fmt: skip
     client = SdkClient(aio)
-    async with open_store(None, tmp_path) as store:
-        brain = Brain(settings, store)
-        try:
-            async with open_system(build_root(settings, store, brain), ask_timeout_s=10) as system:
-                await client.connect([nostr_relay.url, local_url])
-                await stub.wait_subscribed()
-                yield World(system, store, fake_llm, nostr_hub(system), client, aio, local,
-                            stub, relays, public_key_of(bot_secret))  # fmt: skip
-                await client.close()
-        finally:
-            await brain.aclose()
-            local.shutdown()
-            aio.close()
+    try:
+        async with open_app(settings, tmp_path) as (system, store, _):
+            await client.connect([nostr_relay.url, local_url])
+            await stub.wait_subscribed()
+            yield World(system, store, fake_llm, nostr_hub(system), client, aio, local,
+                        stub, relays, public_key_of(bot_secret))  # fmt: skip
+            await client.close()
+    finally:
+        local.shutdown()
+        aio.close()
 
 
 def mention(world: World, text: str) -> sdk.Event:

@@ -18,10 +18,9 @@ import httpx
 import pytest
 import trio
 
-from actors import build_root
-from actors.brain import Brain
-from storage import Store, open_store
-from supervision import ActorSystem, open_system
+from storage import Store
+from supervision import ActorSystem
+from tests.appkit import open_app
 from tests.brainkit import intent, settings_for
 from tests.fake_llm import FakeLLM, HttpError, Text, ToolUse
 from tests.fake_telegram import DATE, FakeTelegram
@@ -58,17 +57,8 @@ async def app(
 ) -> AsyncIterator[App]:
     telegram = getattr(request, "param", {})
     settings = await _open(tmp_path, fake_llm, tg, **telegram)
-    async with open_store(None, tmp_path) as store:
-        brain = Brain(settings, store)
-        try:
-            async with open_system(build_root(settings, store, brain), ask_timeout_s=10) as system:
-                port = next(c.actor.port for c in system.cells() if c.path == "/connectors/http")  # type: ignore[union-attr]
-                async with httpx.AsyncClient(
-                    base_url=f"http://127.0.0.1:{port}", timeout=15
-                ) as http:
-                    yield App(system, store, fake_llm, tg, http)
-        finally:
-            await brain.aclose()
+    async with open_app(settings, tmp_path) as (system, store, http):
+        yield App(system, store, fake_llm, tg, http)
 
 
 def sent_as_message(params: dict[str, Any]) -> dict[str, Any]:

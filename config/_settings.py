@@ -76,6 +76,21 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
+class _Backoff(_Section):
+    """A section with ``backoff_min_s`` and ``backoff_max_s``: max may not be below min."""
+
+    # A field validator rather than a model one, so the error names the field.
+    @field_validator("backoff_max_s", check_fields=False)
+    @classmethod
+    def _max_at_least_min(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("backoff_min_s")
+        if low is not None and value < low:
+            raise PydanticCustomError(
+                "backoff_order", "must be >= backoff_min_s ({low})", {"low": low}
+            )
+        return value
+
+
 class HttpSettings(_Section):
     """``[http]``: the HTTP door and its bounds (each one's behaviour when hit in the toml)."""
 
@@ -144,7 +159,7 @@ class KernelSettings(_Section):
     shutdown_timeout_s: float = Field(5.0, gt=0)
 
 
-class SupervisionSettings(_Section):
+class SupervisionSettings(_Backoff):
     """``[supervision]``: restart intensity and backoff defaults."""
 
     max_restarts: int = Field(3, ge=0)
@@ -160,17 +175,6 @@ class SupervisionSettings(_Section):
     connectors_max_restarts: int = Field(100, ge=0)
     connectors_within_s: float = Field(60.0, gt=0)
     connectors_backoff_max_s: float = Field(60.0, gt=0)
-
-    # A field validator rather than a model one, so the error names the field.
-    @field_validator("backoff_max_s")
-    @classmethod
-    def _max_at_least_min(cls, value: float, info: ValidationInfo) -> float:
-        low = info.data.get("backoff_min_s")
-        if low is not None and value < low:
-            raise PydanticCustomError(
-                "backoff_order", "must be >= backoff_min_s ({low})", {"low": low}
-            )
-        return value
 
 
 class UsersSettings(_Section):
@@ -237,7 +241,7 @@ def _relay_url(value: str) -> str:
     return _check_url(value, ("wss", "ws"), allow_empty=False)
 
 
-class NostrSettings(_Section):
+class NostrSettings(_Backoff):
     """``[nostr]``: relay URLs and the Nostr door's bounds (each one's meaning in the toml)."""
 
     # Validated per item so an error names the index of the bad relay.
@@ -248,17 +252,6 @@ class NostrSettings(_Section):
     publish_timeout_s: float = Field(10.0, gt=0)  # wait for a relay's OK to an EVENT
     since_overlap_s: int = Field(300, ge=0)  # resubscribe this far before the stored `since`
     max_text_bytes: int = Field(16384, ge=1)  # longer DMs/mentions are stored cut to this
-
-    # A field validator rather than a model one, so the error names the field.
-    @field_validator("backoff_max_s")
-    @classmethod
-    def _max_at_least_min(cls, value: float, info: ValidationInfo) -> float:
-        low = info.data.get("backoff_min_s")
-        if low is not None and value < low:
-            raise PydanticCustomError(
-                "backoff_order", "must be >= backoff_min_s ({low})", {"low": low}
-            )
-        return value
 
 
 class AnthropicSettings(_Section):

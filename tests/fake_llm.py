@@ -32,7 +32,7 @@ import h11
 import pytest
 import trio
 
-from tests.h11kit import read_request, serve_loopback
+from tests.h11kit import serve_connection, serve_loopback
 
 __all__ = [
     "Call",
@@ -190,20 +190,7 @@ class FakeLLM:
     # ------------------------------------------------------------------ HTTP/1.1
 
     async def _connection(self, stream: trio.SocketStream) -> None:
-        conn = h11.Connection(h11.SERVER)
-        try:
-            while True:
-                request, body = await read_request(conn, stream)
-                if request is None:
-                    return
-                keep = await self._handle(conn, stream, request, body)
-                if not keep or conn.our_state is h11.MUST_CLOSE:
-                    return
-                conn.start_next_cycle()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError):
-            return
-        finally:
-            await stream.aclose()
+        await serve_connection(stream, self._handle)
 
     async def _send(self, conn: h11.Connection, stream: trio.SocketStream, *events: Any) -> None:
         for event in events:

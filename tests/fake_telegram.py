@@ -37,7 +37,7 @@ import httpx
 import pytest
 import trio
 
-from tests.h11kit import read_request, serve_loopback
+from tests.h11kit import serve_connection, serve_loopback
 
 __all__ = ["TOKEN", "Call", "FakeTelegram", "TgError", "fake_telegram"]
 
@@ -438,34 +438,22 @@ class FakeTelegram:
         self.port = port
 
     async def _connection(self, stream: trio.SocketStream) -> None:
-        conn = h11.Connection(h11.SERVER)
-        try:
-            while True:
-                request, body = await read_request(conn, stream)
-                if request is None:
-                    return
-                status, ctype, data = await self.respond(
-                    request.method.decode(), request.target.decode(), body
-                )
-                headers = [("content-type", ctype), ("content-length", str(len(data)))]
-                for event in (
-                    h11.Response(status_code=status, headers=headers),
-                    h11.Data(data=data),
-                    h11.EndOfMessage(),
-                ):
-                    await stream.send_all(conn.send(event) or b"")
-                if conn.our_state is h11.MUST_CLOSE:
-                    return
-                conn.start_next_cycle()
-        except (
-            trio.BrokenResourceError,
-            trio.ClosedResourceError,
-            h11.RemoteProtocolError,
-            h11.LocalProtocolError,
+        await serve_connection(stream, self._answer)
+
+    async def _answer(
+        self, conn: h11.Connection, stream: trio.SocketStream, request: h11.Request, body: bytes
+    ) -> bool:
+        status, ctype, data = await self.respond(
+            request.method.decode(), request.target.decode(), body
+        )
+        headers = [("content-type", ctype), ("content-length", str(len(data)))]
+        for event in (
+            h11.Response(status_code=status, headers=headers),
+            h11.Data(data=data),
+            h11.EndOfMessage(),
         ):
-            return
-        finally:
-            await stream.aclose()
+            await stream.send_all(conn.send(event) or b"")
+        return True
 
 
 @pytest.fixture

@@ -44,3 +44,31 @@ async def serve_loopback(
     async with trio.open_nursery() as nursery:
         task_status.started()
         await trio.serve_listeners(handler, listeners, handler_nursery=nursery)
+
+
+Handler = Callable[[h11.Connection, trio.SocketStream, h11.Request, bytes], Awaitable[bool]]
+
+
+async def serve_connection(stream: trio.SocketStream, handle: Handler) -> None:
+    """HTTP/1.1 keep-alive on one connection: each request with its body goes to
+    ``handle``, which writes the response and says whether to keep the connection.
+    A client that breaks off ends it quietly."""
+    conn = h11.Connection(h11.SERVER)
+    try:
+        while True:
+            request, body = await read_request(conn, stream)
+            if request is None:
+                return
+            keep = await handle(conn, stream, request, body)
+            if not keep or conn.our_state is h11.MUST_CLOSE:
+                return
+            conn.start_next_cycle()
+    except (
+        trio.BrokenResourceError,
+        trio.ClosedResourceError,
+        h11.RemoteProtocolError,
+        h11.LocalProtocolError,
+    ):
+        return
+    finally:
+        await stream.aclose()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
 import pytest
 
 from ops import pg
@@ -23,4 +26,15 @@ def test_with_database_replaces_only_the_database(url: str, expected: str) -> No
 def test_a_made_database_is_usable_and_dropped(pg_server: pg.Server) -> None:
     url = pg.create_database(pg_server.admin_url)
     assert url.rsplit("/", 1)[1].startswith("gr_test_")
+
+    async def answers() -> object:
+        conn = await asyncpg.connect(url)
+        try:
+            return await conn.fetchval("SELECT current_database()")
+        finally:
+            await conn.close()
+
+    assert asyncio.run(answers()) == url.rsplit("/", 1)[1]
     pg.drop_database(pg_server.admin_url, url)
+    with pytest.raises(asyncpg.InvalidCatalogNameError):
+        asyncio.run(answers())

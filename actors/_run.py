@@ -93,6 +93,7 @@ async def _run_tree(settings: Settings, store: Store, brain: Brain) -> int:
             ask_timeout_s=k.ask_timeout_s,
             dead_letter_capacity=k.dead_letter_capacity,
             shutdown_timeout_s=k.shutdown_timeout_s,
+            clock=store.clock,  # the one wall clock: the Store's
         ) as system:
             resumed = await redispatch(system, store)
             _log.info(

@@ -10,6 +10,7 @@ crash. This package imports nothing else of greenroom's.
 
 from __future__ import annotations
 
+from ._clock import Clock, system_clock
 from ._errors import DecodeError, DuplicateType, InvalidBody, ProtocolError, UnknownType
 from ._message import Message
 from ._redact import mask_url
@@ -45,6 +46,7 @@ __all__ = [
     "ApprovalResult",
     "Approve",
     "ChatTurn",
+    "Clock",
     "DecodeError",
     "Deliver",
     "DuplicateType",
@@ -68,5 +70,6 @@ __all__ = [
     "message",
     "storable_problem",
     "storable_text_problem",
+    "system_clock",
     "user_key",
 ]

@@ -20,6 +20,9 @@ class ChatTurn(Message):
     role: Literal["user", "assistant", "system"]
     text: str
     at: datetime
+    #: who wrote a user turn, where a chat has several people (a group): their
+    #: name as the platform gives it, else their user key; "" in a private chat
+    author: str = ""
     #: extracted artifacts (voice transcripts, image JSON, ...), as stored
     artifacts: tuple[dict[str, Any], ...] = ()
 

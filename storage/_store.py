@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 import outcome
 import trio
 
-from protocols import INBOUND_KEY_PREFIX, Inbound, Received, storable_problem
+from protocols import INBOUND_KEY_PREFIX, Clock, Inbound, Received, storable_problem, system_clock
 from supervision import ActorSystem
 
 from . import _scripts as s
@@ -64,10 +64,6 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 #: Ids and limits past this are refused before they reach a driver (SQLite
 #: raises OverflowError on a 64-bit overflow, Postgres a DataError).
 _MAX_INT = (1 << 63) - 1
@@ -95,7 +91,7 @@ class Store:
         *,
         group_commit: bool = True,
         max_batch: int = 256,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Clock = system_clock,
     ) -> None:
         self._backend = backend
         self._clock = clock
@@ -112,6 +108,16 @@ class Store:
     def target(self) -> str:
         """The database, as safe to show (a file path, or the URL with its password masked)."""
         return self._backend.target
+
+    @property
+    def clock(self) -> Clock:
+        """The wall clock this Store stamps every record with: the one clock the
+        application reads "now" and "today" from (see ``protocols.Clock``)."""
+        return self._clock
+
+    def now(self) -> datetime:
+        """What time it is by :attr:`clock` (aware, UTC). Not a checkpoint."""
+        return self._clock()
 
     @property
     def group_commit(self) -> GroupCommit[Inbound, IngestResult] | None:
@@ -476,7 +482,7 @@ async def open_store(
     exclusive: bool = False,
     group_commit: bool = True,
     max_batch: int = 256,
-    clock: Callable[[], datetime] = _utcnow,
+    clock: Clock = system_clock,
 ) -> AsyncIterator[Store]:
     """Open the store and close it on leaving the block.
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -242,7 +241,7 @@ class Ops:
 
     async def _audit(self, req: Mapping[str, Any], peer: Peer, **what: Any) -> None:
         record = {
-            "at": time.time(),
+            "at": self.system.clock().timestamp(),
             "op": req["op"],
             "path": None,
             "type": None,

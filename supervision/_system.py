@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
@@ -11,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import trio
 import trio.testing
+
+from protocols import Clock, system_clock
 
 from ._cell import STARTING, STOPPED, Cell
 from ._deadletters import DeadLetters
@@ -41,6 +42,7 @@ class ActorSystem:
         dead_letter_capacity: int = 1000,
         shutdown_timeout_s: float | None = 5.0,
         seed: int | None = None,
+        clock: Clock = system_clock,
     ) -> None:
         validate_capacity(mailbox_capacity)
         validate_timeout("ask_timeout_s", ask_timeout_s)
@@ -53,7 +55,9 @@ class ActorSystem:
         self.dead_letters = DeadLetters(dead_letter_capacity)
         self.rng = random.Random(seed)
         self.started_at = trio.current_time()
-        self.started_wall = time.time()
+        #: the wall clock (``protocols.Clock``) for what operators read as a time
+        self.clock = clock
+        self.started_wall = clock().timestamp()
         self.failure: BaseException | None = None
         self._done = trio.Event()
         self._subscribers: list[trio.MemorySendChannel[TreeEvent]] = []
@@ -218,12 +222,14 @@ async def open_system(
     dead_letter_capacity: int = 1000,
     shutdown_timeout_s: float | None = 5.0,
     seed: int | None = None,
+    clock: Clock = system_clock,
 ) -> AsyncIterator[ActorSystem]:
     """Start a system whose root actor is ``root()`` and yield it once the root
     has started (for a Supervisor: its whole tree, left to right).
 
     On leaving the block the tree is stopped in order (at most
-    ``SHUTDOWN_GRACE_S``), then anything left is cancelled. If the root failed,
+    ``SHUTDOWN_GRACE_S``), then anything left is cancelled. ``clock`` is the wall
+    clock the system shows times by (the application passes its Store's). If the root failed,
     ``system.failure`` holds why (``system.wait()`` raises it).
     """
     try:
@@ -235,6 +241,7 @@ async def open_system(
                 dead_letter_capacity=dead_letter_capacity,
                 shutdown_timeout_s=shutdown_timeout_s,
                 seed=seed,
+                clock=clock,
             )
             try:
                 await system._start_root(root)

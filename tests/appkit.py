@@ -50,7 +50,9 @@ async def open_app(
     async with open_store(None, tmp_path) as store:
         brain = Brain(settings, store)
         try:
-            async with open_system(build_root(settings, store, brain), ask_timeout_s=10) as system:
+            async with open_system(
+                build_root(settings, store, brain), ask_timeout_s=10, clock=store.clock
+            ) as system:
                 base_url = f"http://127.0.0.1:{http_port(system)}"
                 async with httpx.AsyncClient(base_url=base_url, timeout=15) as http:
                     yield system, store, http

@@ -22,6 +22,7 @@ from tests.brainkit import (
     ADMIN,
     ANTHROPIC_KEY,
     INTENT,
+    NOW,
     OPENAI_KEY,
     PUBLIC,
     open_brain,
@@ -154,6 +155,8 @@ async def test_answer_tool_round_trip_on_openai(fake_llm: FakeLLM, store: Store)
     assert assistant["tool_calls"][0]["function"]["name"] == "current_time"
     assert tool["role"] == "tool" and tool["tool_call_id"] == assistant["tool_calls"][0]["id"]
     assert "UTC" in tool["content"]
+    # Issue 10.1 (one clock): the tool tells the Store's time, not the OS's.
+    assert tool["content"].startswith(NOW.isoformat(timespec="seconds"))
 
 
 async def test_tools_shown_depend_on_tier(fake_llm: FakeLLM, store: Store) -> None:
@@ -184,12 +187,16 @@ async def test_admin_tool_called_by_public_user_is_refused_and_audited(
 
 
 async def test_admin_tool_runs_for_an_admin(fake_llm: FakeLLM, store: Store) -> None:
+    """Issue 10.1 (a time bomb): ``token_spend_today`` read the OS's date while the
+    ledger is stamped by the Store's clock, so this passed only on 2026-11-23."""
     fake_llm.script("claude-a", ToolUse("token_spend_today", {}), Text("Spent little."))
     async with open_brain(settings_for(fake_llm), store) as brain:
         await brain.answer(ADMIN, [], "spend?", None)
     result = fake_llm.requests[1].body["messages"][-1]["content"][0]
     assert result["is_error"] is False
-    assert json.loads(result["content"])["reactive"]["calls"] == 1  # the first call of this answer
+    content = json.loads(result["content"])
+    assert content["day"] == NOW.date().isoformat()
+    assert content["reactive"]["calls"] == 1  # the first call of this answer
     assert await store.audit_entries(action="brain.tool_refused") == []
 
 

@@ -13,9 +13,10 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
+
+from protocols import Clock, system_clock
 
 from ._errors import ModelCallError
 
@@ -152,8 +153,9 @@ class Provider(Protocol):
 MAX_RETRY_AFTER_S = 600.0
 
 
-def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from a ``retry-after`` header (delta-seconds or an HTTP date), or None.
+def parse_retry_after(headers: Mapping[str, str], now: Clock = system_clock) -> float | None:
+    """Seconds from a ``retry-after`` header (delta-seconds or an HTTP date, counted
+    from ``now``), or None.
 
     ``retry-after-ms`` (sent by some OpenAI-compatible servers) wins when present.
     Unparsable or negative values are None; large ones are clamped to MAX_RETRY_AFTER_S.
@@ -169,7 +171,7 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
             seconds = float(value)
         except ValueError:
             try:
-                seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+                seconds = (parsedate_to_datetime(value) - now()).total_seconds()
             except (TypeError, ValueError):
                 seconds = None
     if seconds is None or not math.isfinite(seconds) or seconds < 0:

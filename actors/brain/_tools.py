@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
@@ -131,7 +130,7 @@ _LIMIT = {"type": "integer", "minimum": 1, "maximum": 30}
 
 
 async def _current_time(ctx: CallContext, store: Store, args: dict[str, Any]) -> str:
-    now = datetime.now(UTC)
+    now = store.now()  # the one clock (protocols.Clock), never the OS's directly
     return f"{now.isoformat(timespec='seconds')} ({now:%A}, UTC)"
 
 
@@ -158,7 +157,7 @@ async def _recent_messages(ctx: CallContext, store: Store, args: dict[str, Any])
 
 
 async def _token_spend_today(ctx: CallContext, store: Store, args: dict[str, Any]) -> str:
-    today = datetime.now(UTC).date()
+    today = store.now().date()  # the Store's day: the ledger's rows are stamped by it
     spend = {}
     for scope in ("reactive", "proactive"):
         s = await store.token_spend(scope, today)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from coincurve import PrivateKey, PublicKeyXOnly
 
+from .._clock import system_clock
 from ._errors import InvalidEvent, InvalidKey
 from ._keys import public_key_of
 
@@ -132,15 +132,17 @@ def verify(event: Event) -> Event:
     return event
 
 
-def _now() -> int:
-    return int(time.time())
+def unix_now() -> int:
+    """Now in Unix seconds, by the system clock (``protocols.system_clock``): the
+    default ``created_at`` of events built without one. The door passes its own."""
+    return int(system_clock().timestamp())
 
 
 def rumor(
     pubkey: str, kind: int, content: str, tags: Any = (), created_at: int | None = None
 ) -> Event:
     """An unsigned event with its id (NIP-59's rumor)."""
-    at = _now() if created_at is None else created_at
+    at = unix_now() if created_at is None else created_at
     tag_tuple = tuple(tuple(t) for t in tags)
     return Event(
         event_id(pubkey, at, kind, tag_tuple, content), pubkey, at, kind, tag_tuple, content

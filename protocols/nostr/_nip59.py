@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from typing import Any
 
 from coincurve import PrivateKey
 
 from ._errors import DecryptError, InvalidEvent
-from ._event import Event, parse_event, rumor, sign, verify
+from ._event import Event, parse_event, rumor, sign, unix_now, verify
 from ._keys import public_key_of
 from ._nip44 import conversation_key, nip44_decrypt, nip44_encrypt
 
@@ -39,7 +38,7 @@ TWO_DAYS = 2 * 24 * 3600
 
 
 def _past(now: int | None) -> int:
-    now = int(time.time()) if now is None else now
+    now = unix_now() if now is None else now
     return now - secrets.randbelow(TWO_DAYS)
 
 
@@ -57,15 +56,22 @@ def wrap(sealed: Event, recipient: str, *, now: int | None = None) -> Event:
 
 
 def make_private_message(
-    secret: bytes, recipient: str, text: str, *, reply_to: str | None = None
+    secret: bytes,
+    recipient: str,
+    text: str,
+    *,
+    reply_to: str | None = None,
+    now: int | None = None,
 ) -> tuple[Event, Event]:
     """(rumor, gift wrap) of a NIP-17 message ``text`` to ``recipient``; the wrap is what
-    relays get. ``reply_to``: the id of the rumor this answers (an ``e`` tag)."""
+    relays get. ``reply_to``: the id of the rumor this answers (an ``e`` tag). ``now``
+    (Unix seconds; default the system clock) stamps the rumor; seal and wrap are
+    back-dated from it at random, as NIP-59 asks."""
     tags: list[list[str]] = [["p", recipient]]
     if reply_to is not None:
         tags.append(["e", reply_to, "", "reply"])
-    inner = rumor(public_key_of(secret), KIND_PRIVATE_MESSAGE, text, tags)
-    return inner, wrap(seal(secret, recipient, inner), recipient)
+    inner = rumor(public_key_of(secret), KIND_PRIVATE_MESSAGE, text, tags, now)
+    return inner, wrap(seal(secret, recipient, inner, now=now), recipient, now=now)
 
 
 def _open(payload: str, secret: bytes, author: str, what: str) -> Any:

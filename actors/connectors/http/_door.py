@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import structlog
 import trio
@@ -105,7 +105,7 @@ class Door:
                 {"Retry-After": RateLimiter.retry_after(wait)},
             )
         key, token = user_key(PLATFORM, new_user_id()), mint_token()
-        expires = datetime.now(UTC) + timedelta(seconds=self.settings.session_ttl_s)
+        expires = self.store.now() + timedelta(seconds=self.settings.session_ttl_s)
         await self.store.create_session(key, hash_token(token), expires_at=expires)
         self.counters.sessions += 1
         return key, token

@@ -8,7 +8,6 @@ state, and publishes a reply to every relay connected at that moment.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +54,8 @@ class Hub:
     store: Store
     secret: bytes
     me: str  # the bot's public key, hex
-    now: Callable[[], float] = time.time
+    #: Unix seconds for ``since``; None: the Store's clock (the one clock)
+    now: Callable[[], float] | None = None
     system: ActorSystem | None = None
     counters: Counters = field(default_factory=Counters)
     links: dict[str, RelayLink] = field(default_factory=dict)
@@ -64,6 +64,10 @@ class Hub:
 
     #: Replaced each time a counter moves: ``wait_until`` wakes on it (tests, operators).
     _moved: trio.Event = field(default_factory=trio.Event, repr=False)
+
+    def unix_now(self) -> int:
+        """Now in Unix seconds: ``now`` if given, else the Store's clock."""
+        return int(self.now() if self.now is not None else self.store.now().timestamp())
 
     def bump(self, counter: str) -> None:
         """Add one to ``counters.<counter>`` and wake ``wait_until``."""
@@ -96,7 +100,7 @@ class Hub:
         stored ``since`` (less the overlap; now on a first start), gift wraps two days
         earlier."""
         stored = await self.store.get_state(PLATFORM, f"since:{url}")
-        base = int(stored) if stored is not None and stored.isdigit() else int(self.now())
+        base = int(stored) if stored is not None and stored.isdigit() else self.unix_now()
         since = max(0, base - self.settings.nostr.since_overlap_s)
         return [
             {"kinds": [1, 4], "#p": [self.me], "since": since},
@@ -105,7 +109,7 @@ class Hub:
 
     async def save_since(self, url: str) -> None:
         """Everything from ``url`` up to now has been handled: remember now."""
-        await self.store.set_state(PLATFORM, f"since:{url}", str(int(self.now())))
+        await self.store.set_state(PLATFORM, f"since:{url}", str(self.unix_now()))
 
     # ------------------------------------------------------------------ inbound
     async def on_event(self, url: str, data: Any, *, live: bool) -> None:

@@ -44,7 +44,9 @@ async def _origin(store: Store, record: StoredMessage, chat_id: str) -> StoredMe
     return mine[-1] if mine else None
 
 
-def _build(secret: bytes, me: str, deliver: Deliver, origin: StoredMessage | None) -> Event:
+def _build(
+    secret: bytes, me: str, deliver: Deliver, origin: StoredMessage | None, now: int
+) -> Event:
     text = deliver.text if deliver.kind != "ack" else f"{deliver.text}\n\n{OK_HINT}"
     text = cut_utf8(text, 16384)  # a gift wrap of this still fits relays' 64 KiB events
     peer = deliver.chat_id
@@ -52,14 +54,14 @@ def _build(secret: bytes, me: str, deliver: Deliver, origin: StoredMessage | Non
     match raw.get("protocol"):
         case "note":
             parent = parse_event(raw["event"])
-            return sign(secret, 1, text, reply_tags(parent, me))
+            return sign(secret, 1, text, reply_tags(parent, me), now)
         case "nip04":
             tags = [["p", peer], ["e", raw["event"]["id"]]]
-            return sign(secret, 4, nip04_encrypt(secret, peer, text), tags)
+            return sign(secret, 4, nip04_encrypt(secret, peer, text), tags, now)
         case "nip17":
-            return make_private_message(secret, peer, text, reply_to=raw["rumor"]["id"])[1]
+            return make_private_message(secret, peer, text, reply_to=raw["rumor"]["id"], now=now)[1]
         case _:  # no origin on record: answer privately, in the current standard
-            return make_private_message(secret, peer, text)[1]
+            return make_private_message(secret, peer, text, now=now)[1]
 
 
 async def reply_event(store: Store, secret: bytes, me: str, deliver: Deliver) -> Event:
@@ -72,6 +74,7 @@ async def reply_event(store: Store, secret: bytes, me: str, deliver: Deliver) ->
     if kept is not None:
         return parse_event(json.loads(kept))
     record = await store.get_message(deliver.message_id)
-    event = _build(secret, me, deliver, await _origin(store, record, deliver.chat_id))
+    origin = await _origin(store, record, deliver.chat_id)
+    event = _build(secret, me, deliver, origin, int(store.now().timestamp()))
     await store.set_state(PLATFORM, key, event.to_json())
     return event

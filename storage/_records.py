@@ -120,6 +120,8 @@ class StoredMessage:
     created_at: datetime
     sent_at: datetime | None
     artifacts: tuple[Artifact, ...] = field(default=())
+    #: ``users.id`` of an inbound message's author; None for a reply
+    user_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ T = TypeVar("T")
 Script = Generator[Q, list[Row], T]
 
 _MSG = (
-    "id, thread_id, role, author, text, platform_message_id, idempotency_key, "
+    "id, thread_id, user_id, role, author, text, platform_message_id, idempotency_key, "
     "reply_to, raw, created_at, sent_at"
 )
 _JOB = "id, thread_id, message_id, status, mode, payload, attempts, error, created_at, updated_at"
@@ -67,6 +67,7 @@ def _message(d: Dialect, r: Row, artifacts: tuple[Artifact, ...] = ()) -> Stored
     return StoredMessage(
         id=r["id"],
         thread_id=r["thread_id"],
+        user_id=r["user_id"],
         role=r["role"],
         author=r["author"],
         text=r["text"],
@@ -171,7 +172,7 @@ _MSG_TYPES = (
     "timestamptz",
     "timestamptz",
 )
-_JOB_TYPES = ("bigint", "bigint", "text", "text", "jsonb", "timestamptz", "timestamptz")
+_JOB_TYPES = ("bigint", "bigint", "bigint", "text", "text", "jsonb", "timestamptz", "timestamptz")
 
 
 def _where_in(
@@ -237,6 +238,7 @@ def ingest(d: Dialect, items: Sequence[Inbound], now: datetime) -> Script[list[I
             [
                 (
                     r["thread_id"],
+                    r["user_id"],
                     r["id"],
                     "queued",
                     first[r["idempotency_key"]].mode,
@@ -248,7 +250,7 @@ def ingest(d: Dialect, items: Sequence[Inbound], now: datetime) -> Script[list[I
             ],
         )
         jobs = yield Q(
-            "INSERT INTO reactive_jobs (thread_id, message_id, status, mode, payload, "
+            "INSERT INTO reactive_jobs (thread_id, user_id, message_id, status, mode, payload, "
             f"created_at, updated_at) {source} RETURNING {_JOB}",
             args,
         )
@@ -328,10 +330,29 @@ def _upsert_threads(
     return {(r["platform"], r["chat_id"]): _thread(d, r) for r in rows}
 
 
-def claim_jobs(d: Dialect, limit: int, thread_id: int | None, now: datetime) -> Script[list[Job]]:
-    """Move up to ``limit`` queued jobs (oldest first) to running and return them."""
-    where = "status = 'queued'" + (" AND thread_id = $3" if thread_id is not None else "")
-    args: tuple[Any, ...] = (limit, d.ts(now)) + ((thread_id,) if thread_id is not None else ())
+def _author_id(n: int) -> str:
+    """SQL for the ``users.id`` of the user key split into parameters ``$n``, ``$n+1``."""
+    return f"(SELECT id FROM users WHERE platform = ${n} AND platform_user_id = ${n + 1})"
+
+
+def _split_key(author: str) -> tuple[str, str]:
+    platform, _, user_id = author.partition(":")
+    return platform, user_id
+
+
+def claim_jobs(
+    d: Dialect, limit: int, thread_id: int | None, author: str | None, now: datetime
+) -> Script[list[Job]]:
+    """Move up to ``limit`` queued jobs (oldest first) to running and return them;
+    only ``thread_id``'s and only ``author``'s (a user key) when given."""
+    where = "status = 'queued'"
+    args: tuple[Any, ...] = (limit, d.ts(now))
+    if thread_id is not None:
+        where += f" AND thread_id = ${len(args) + 1}"
+        args += (thread_id,)
+    if author is not None:
+        where += f" AND user_id = {_author_id(len(args) + 1)}"
+        args += _split_key(author)
     rows = yield Q(
         "UPDATE reactive_jobs SET status = 'running', attempts = attempts + 1, updated_at = $2 "
         f"WHERE status = 'queued' AND id IN (SELECT id FROM reactive_jobs WHERE {where} "
@@ -366,13 +387,25 @@ def get_job(d: Dialect, job_id: int) -> Script[Job]:
     return _job(d, _one(rows, "job", job_id))
 
 
-def running_jobs(d: Dialect, thread_id: int) -> Script[list[Job]]:
-    """The thread's jobs in ``running``, oldest first."""
+def running_jobs(d: Dialect, thread_id: int, author: str | None) -> Script[list[Job]]:
+    """The thread's jobs in ``running`` (only ``author``'s when given), oldest first."""
+    mine = f" AND user_id = {_author_id(2)}" if author is not None else ""
     rows = yield Q(
-        f"SELECT {_JOB} FROM reactive_jobs WHERE thread_id = $1 AND status = 'running' ORDER BY id",
-        (thread_id,),
+        f"SELECT {_JOB} FROM reactive_jobs WHERE thread_id = $1 AND status = 'running'{mine} "
+        "ORDER BY id",
+        (thread_id, *(_split_key(author) if author is not None else ())),
     )
     return [_job(d, r) for r in rows]
+
+
+def open_threads(d: Dialect, author: str) -> Script[list[ThreadRecord]]:
+    """The threads in which ``author`` has a job queued or running, by id."""
+    rows = yield Q(
+        f"SELECT {_THREAD} FROM chat_threads WHERE id IN (SELECT thread_id FROM reactive_jobs "
+        f"WHERE user_id = {_author_id(1)} AND status IN ('queued', 'running')) ORDER BY id",
+        _split_key(author),
+    )
+    return [_thread(d, r) for r in rows]
 
 
 def requeue_job(d: Dialect, job_id: int, now: datetime) -> Script[Job]:
@@ -396,14 +429,16 @@ def job_for_message(d: Dialect, message_id: int) -> Script[Job | None]:
     return _job(d, rows[0]) if rows else None
 
 
-def queued_work(d: Dialect, limit: int) -> Script[list[Received]]:
-    """Queued jobs with what routes them to their user's thread, oldest first."""
+def queued_work(d: Dialect, limit: int, before: datetime | None) -> Script[list[Received]]:
+    """Queued jobs with what routes them to their user's thread, oldest first; only
+    those last changed before ``before`` when given."""
+    age = " AND j.updated_at < $2" if before is not None else ""
     rows = yield Q(
         "SELECT j.id AS job_id, m.id AS message_id, t.id AS thread_id, t.platform, t.chat_id, "
         "u.platform_user_id, m.text FROM reactive_jobs j "
         "JOIN chat_messages m ON m.id = j.message_id JOIN chat_threads t ON t.id = j.thread_id "
-        "JOIN users u ON u.id = m.user_id WHERE j.status = 'queued' ORDER BY j.id LIMIT $1",
-        (limit,),
+        f"JOIN users u ON u.id = m.user_id WHERE j.status = 'queued'{age} ORDER BY j.id LIMIT $1",
+        (limit,) + ((d.ts(before),) if before is not None else ()),
     )
     return [
         Received(
@@ -419,9 +454,13 @@ def queued_work(d: Dialect, limit: int) -> Script[list[Received]]:
     ]
 
 
-def recover(d: Dialect, max_attempts: int, now: datetime) -> Script[tuple[int, int]]:
+def recover(
+    d: Dialect, max_attempts: int, gave_up: str | None, now: datetime
+) -> Script[tuple[int, int]]:
     """Requeue jobs a crash left running (not those waiting for an OK); fail those
-    already tried ``max_attempts`` times."""
+    already tried ``max_attempts`` times, recording ``gave_up`` (when given) as the
+    reply to each in the same transaction (key ``error:<job id>``), so the user is
+    told once, whoever sends it."""
     ts = d.ts(now)
     # A job whose plan waits for the user's OK is not interrupted work: it stays
     # running (its thread resumes waiting), however many restarts pass.
@@ -431,15 +470,36 @@ def recover(d: Dialect, max_attempts: int, now: datetime) -> Script[tuple[int, i
     )
     failed = yield Q(
         "UPDATE reactive_jobs SET status = 'failed', error = 'interrupted by restarts too often', "
-        f"updated_at = $2 WHERE status = 'running' AND attempts >= $1 AND {waiting} RETURNING id",
+        f"updated_at = $2 WHERE status = 'running' AND attempts >= $1 AND {waiting} "
+        "RETURNING id, thread_id, message_id",
         (max_attempts, ts),
     )
+    if failed and gave_up is not None:
+        yield from _notices(d, [(r["id"], r["thread_id"], r["message_id"]) for r in failed],
+                            gave_up, ts)  # fmt: skip
     requeued = yield Q(
         "UPDATE reactive_jobs SET status = 'queued', updated_at = $1 "
         f"WHERE status = 'running' AND {waiting} RETURNING id",
         (ts,),
     )
     return len(requeued), len(failed)
+
+
+def _notices(d: Dialect, jobs: list[tuple[int, int, int]], text: str, ts: Any) -> Script[None]:
+    """Record ``text`` as the error reply to each (job, thread, message), once per job."""
+    raw = d.json({"kind": "error", "approval_id": None})
+    source, args = d.rows(
+        ("bigint", "text", "text", "text", "bigint", "jsonb", "timestamptz"),
+        [
+            (thread, "assistant", text, f"error:{job}", message, raw, ts)
+            for job, thread, message in jobs
+        ],
+    )
+    yield Q(
+        "INSERT INTO chat_messages (thread_id, role, text, idempotency_key, reply_to, raw, "
+        f"created_at) {source} ON CONFLICT (idempotency_key) DO NOTHING",
+        args,
+    )
 
 
 # ---------------------------------------------------------------- messages and the outbox
@@ -488,15 +548,25 @@ def mark_sent(
     return _message(d, row), False
 
 
-def unsent_replies(d: Dialect, platform: str | None, limit: int) -> Script[list[PendingReply]]:
-    """Replies recorded but not confirmed sent, oldest first."""
-    where = " AND t.platform = $2" if platform is not None else ""
+def unsent_replies(
+    d: Dialect, platform: str | None, limit: int, before: datetime | None
+) -> Script[list[PendingReply]]:
+    """Replies recorded but not confirmed sent, oldest first (only those recorded
+    before ``before`` when given)."""
+    where = ""
+    args: tuple[Any, ...] = (limit,)
+    if platform is not None:
+        where += f" AND t.platform = ${len(args) + 1}"
+        args += (platform,)
+    if before is not None:
+        where += f" AND m.created_at < ${len(args) + 1}"
+        args += (d.ts(before),)
     cols = ", ".join(f"m.{c.strip()}" for c in _MSG.split(","))
     rows = yield Q(
         f"SELECT {cols}, t.platform AS t_platform, t.chat_id AS t_chat_id FROM chat_messages m "
         "JOIN chat_threads t ON t.id = m.thread_id "
         f"WHERE m.role <> 'user' AND m.sent_at IS NULL{where} ORDER BY m.id LIMIT $1",
-        (limit,) + ((platform,) if platform is not None else ()),
+        args,
     )
     return [PendingReply(_message(d, r), r["t_platform"], r["t_chat_id"]) for r in rows]
 
@@ -507,17 +577,33 @@ def recent_messages(d: Dialect, thread_id: int, limit: int) -> Script[list[Store
         f"SELECT {_MSG} FROM chat_messages WHERE thread_id = $1 ORDER BY id DESC LIMIT $2",
         (thread_id, limit),
     )
+    return (yield from _with_artifacts(d, list(reversed(rows))))
+
+
+def _with_artifacts(d: Dialect, rows: list[Row]) -> Script[list[StoredMessage]]:
+    """The messages of ``rows`` (in that order), each with its artifacts: one query
+    by the rows' ids, so its cost follows the rows asked for, not the thread's length
+    (it used to read every message id of the thread)."""
     if not rows:
         return []
-    arts = yield Q(
-        f"SELECT {_ART} FROM message_artifacts WHERE message_id >= $1 AND message_id IN "
-        "(SELECT id FROM chat_messages WHERE thread_id = $2) ORDER BY id",
-        (rows[-1]["id"], thread_id),
-    )
+    where, args = _where_in(d, "message_id", "bigint", [r["id"] for r in rows])
+    arts = yield Q(f"SELECT {_ART} FROM message_artifacts WHERE {where} ORDER BY id", args)
     by_message: dict[int, list[Artifact]] = {}
     for a in arts:
         by_message.setdefault(a["message_id"], []).append(_artifact(d, a))
-    return [_message(d, r, tuple(by_message.get(r["id"], ()))) for r in reversed(rows)]
+    return [_message(d, r, tuple(by_message.get(r["id"], ()))) for r in rows]
+
+
+def messages_after(
+    d: Dialect, thread_id: int, after_id: int, limit: int
+) -> Script[list[StoredMessage]]:
+    """The thread's messages (every role) with id > ``after_id``, oldest first, with
+    their artifacts: what a thread's cached context has not seen yet."""
+    rows = yield Q(
+        f"SELECT {_MSG} FROM chat_messages WHERE thread_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        (thread_id, after_id, limit),
+    )
+    return (yield from _with_artifacts(d, list(rows)))
 
 
 def replies_after(
@@ -625,19 +711,60 @@ def set_user_tier(
 def propose(
     d: Dialect, thread_id: int, message_id: int | None, summary: str, plan: str, now: datetime
 ) -> Script[Approval]:
-    """Record a pending plan; the thread's previous pending plan becomes superseded."""
+    """Record a pending plan for the author of ``message_id`` in the thread; that
+    author's previous pending plan there becomes superseded (another group member's
+    plan is theirs and stays)."""
     ts = d.ts(now)
+    author = "(SELECT user_id FROM chat_messages WHERE id = $2)"
     yield Q(
-        "UPDATE approvals SET status = 'superseded', decided_at = $2 "
-        "WHERE thread_id = $1 AND status = 'pending'",
-        (thread_id, ts),
+        "UPDATE approvals SET status = 'superseded', decided_at = $3 "
+        f"WHERE thread_id = $1 AND status = 'pending' AND user_id IS NOT DISTINCT FROM {author}",
+        (thread_id, message_id, ts),
     )
     rows = yield Q(
-        "INSERT INTO approvals (thread_id, message_id, summary, plan, status, created_at) "
-        f"VALUES ($1, $2, $3, $4, 'pending', $5) RETURNING {_APPROVAL}",
+        "INSERT INTO approvals (thread_id, message_id, user_id, summary, plan, status, created_at) "
+        f"VALUES ($1, $2, {author}, $3, $4, 'pending', $5) RETURNING {_APPROVAL}",
         (thread_id, message_id, summary, plan, ts),
     )
     return _approval(d, rows[0])
+
+
+def propose_with_ack(
+    d: Dialect,
+    thread_id: int,
+    message_id: int,
+    summary: str,
+    plan: str,
+    ack: str,
+    key: str,
+    now: datetime,
+) -> Script[tuple[Approval, StoredMessage]]:
+    """A pending plan and the ack that shows it, in one transaction: a crash between
+    the two left a plan nobody was shown, and the message was never answered."""
+    approval = yield from propose(d, thread_id, message_id, summary, plan, now)
+    raw = {"kind": "ack", "approval_id": approval.id}
+    reply, _ = yield from record_reply(
+        d, thread_id, ack, key, "assistant", "", message_id, raw, now
+    )
+    return approval, reply
+
+
+def finish_with_reply(
+    d: Dialect,
+    job_id: int,
+    status: JobStatus,
+    error: str | None,
+    reply: tuple[int, str, str, int | None, dict[str, Any]],
+    now: datetime,
+) -> Script[tuple[StoredMessage, Job]]:
+    """Record a job's last reply (thread, text, key, reply_to, raw) and finish the job,
+    in one transaction: the record says answered exactly when the answer is there."""
+    thread_id, text, key, reply_to, raw = reply
+    message, _ = yield from record_reply(
+        d, thread_id, text, key, "assistant", "", reply_to, raw, now
+    )
+    job = yield from finish_job(d, job_id, status, error, now)
+    return message, job
 
 
 def decide(
@@ -670,21 +797,27 @@ def approval_for_message(d: Dialect, message_id: int) -> Script[Approval | None]
     return _approval(d, rows[0]) if rows else None
 
 
-def supersede_pending(d: Dialect, thread_id: int, now: datetime) -> Script[Approval | None]:
-    """Mark the thread's pending plan superseded; None when there was none."""
+def supersede_pending(
+    d: Dialect, thread_id: int, author: str | None, now: datetime
+) -> Script[Approval | None]:
+    """Mark the thread's pending plan (``author``'s, when given) superseded; None when
+    there was none."""
+    mine = f" AND user_id = {_author_id(3)}" if author is not None else ""
     rows = yield Q(
         "UPDATE approvals SET status = 'superseded', decided_at = $2 "
-        f"WHERE thread_id = $1 AND status = 'pending' RETURNING {_APPROVAL}",
-        (thread_id, d.ts(now)),
+        f"WHERE thread_id = $1 AND status = 'pending'{mine} RETURNING {_APPROVAL}",
+        (thread_id, d.ts(now), *(_split_key(author) if author is not None else ())),
     )
     return _approval(d, rows[0]) if rows else None
 
 
-def pending_approval(d: Dialect, thread_id: int) -> Script[Approval | None]:
-    """The thread's pending plan, if any."""
+def pending_approval(d: Dialect, thread_id: int, author: str | None) -> Script[Approval | None]:
+    """The thread's pending plan (``author``'s, when given), if any: the oldest."""
+    mine = f" AND user_id = {_author_id(2)}" if author is not None else ""
     rows = yield Q(
-        f"SELECT {_APPROVAL} FROM approvals WHERE thread_id = $1 AND status = 'pending'",
-        (thread_id,),
+        f"SELECT {_APPROVAL} FROM approvals WHERE thread_id = $1 AND status = 'pending'{mine} "
+        "ORDER BY id LIMIT 1",
+        (thread_id, *(_split_key(author) if author is not None else ())),
     )
     return _approval(d, rows[0]) if rows else None
 

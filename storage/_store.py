@@ -74,6 +74,22 @@ def _check_limit(name: str, value: int) -> None:
         raise ValueError(f"{name} must be an int >= 1, not {value!r}")
 
 
+def _check_reply_key(key: str) -> None:
+    if not key:
+        raise ValueError("idempotency_key must not be empty")
+    if key.startswith(INBOUND_KEY_PREFIX):
+        raise ValueError(f"idempotency_key must not start with {INBOUND_KEY_PREFIX!r} (inbound)")
+
+
+def _author(key: str | None) -> str | None:
+    """A user key ``platform:id`` as given, or ValueError naming it."""
+    if key is not None and (
+        not isinstance(key, str) or ":" not in key[1:-1] or storable_problem(key)
+    ):
+        raise ValueError(f"author must be a user key 'platform:id', not {key!r}")
+    return key
+
+
 def _check_storable(**values: Any) -> None:
     """ValueError naming the first value neither backend can store the same way."""
     for name, value in values.items():
@@ -184,12 +200,16 @@ class Store:
                 out.append(outcome.Error(exc))
         return out
 
-    async def claim_jobs(self, limit: int = 1, *, thread_id: int | None = None) -> list[Job]:
+    async def claim_jobs(
+        self, limit: int = 1, *, thread_id: int | None = None, author: str | None = None
+    ) -> list[Job]:
         """Hand out up to ``limit`` queued jobs, oldest first, each exactly once.
 
         They become ``running`` with ``attempts`` raised by one. Concurrent
         claimers (other tasks, other processes on Postgres) never get the same
-        job. With ``thread_id``, only that thread's jobs. Once begun it is not
+        job. With ``thread_id``, only that thread's jobs; with ``author`` (a user
+        key ``platform:id``), only jobs of that user's messages (in a group, each
+        member's thread claims its own). ValueError for a malformed key. Once begun it is not
         interrupted by cancellation (see the comment): a caller cancelled
         before it began claims nothing.
         """
@@ -199,7 +219,9 @@ class Store:
         # The caller sees a pending cancellation at its next checkpoint.
         await trio.lowlevel.checkpoint_if_cancelled()
         with trio.CancelScope(shield=True):
-            jobs: list[Job] = await self._run(s.claim_jobs, limit, thread_id, self._clock())
+            jobs: list[Job] = await self._run(
+                s.claim_jobs, limit, thread_id, _author(author), self._clock()
+            )
         return jobs
 
     async def finish_job(self, job_id: int, status: JobStatus, error: str | None = None) -> Job:
@@ -209,14 +231,45 @@ class Store:
             raise ValueError(f"status must be done, failed or canceled, not {status!r}")
         return await self._run(s.finish_job, job_id, status, error, self._clock())  # type: ignore[no-any-return]
 
+    async def finish_with_reply(
+        self,
+        job_id: int,
+        status: JobStatus,
+        *,
+        thread_id: int,
+        text: str,
+        key: str,
+        reply_to: int | None,
+        raw: dict[str, Any],
+        error: str | None = None,
+    ) -> tuple[StoredMessage, Job]:
+        """Record the job's last reply (as :meth:`record_reply`, idempotent on ``key``)
+        and finish the job (as :meth:`finish_job`) in one transaction: the job says
+        ``done`` exactly when its answer is in the outbox. Raises what either raises
+        (IllegalTransition, NotFound, ValueError), and then neither happened."""
+        if status not in ("done", "failed", "canceled"):
+            raise ValueError(f"status must be done, failed or canceled, not {status!r}")
+        _check_storable(text=text, key=key, raw=raw, error=error or "")
+        _check_reply_key(key)
+        reply = (thread_id, text, key, reply_to, raw)
+        return await self._run(  # type: ignore[no-any-return]
+            s.finish_with_reply, job_id, status, error, reply, self._clock()
+        )
+
     async def get_job(self, job_id: int) -> Job:
         """One job; NotFound for an unknown id."""
         return await self._run(s.get_job, job_id)  # type: ignore[no-any-return]
 
-    async def running_jobs(self, thread_id: int) -> list[Job]:
-        """The thread's jobs left ``running``, oldest first (a restarted thread's
-        unfinished work)."""
-        return await self._run(s.running_jobs, thread_id)  # type: ignore[no-any-return]
+    async def running_jobs(self, thread_id: int, *, author: str | None = None) -> list[Job]:
+        """The thread's jobs left ``running`` (only ``author``'s messages' when given),
+        oldest first: a restarted thread's unfinished work."""
+        return await self._run(s.running_jobs, thread_id, _author(author))  # type: ignore[no-any-return]
+
+    async def open_threads(self, author: str) -> list[ThreadRecord]:
+        """The threads (chats) in which the user ``author`` has a job queued or running,
+        by id: where a restarted user thread has work to resume. ValueError for a
+        malformed key."""
+        return await self._run(s.open_threads, _author(author))  # type: ignore[no-any-return]
 
     async def requeue_job(self, job_id: int) -> Job:
         """Move a running job back to ``queued`` so it is claimed (and counted) again.
@@ -227,22 +280,32 @@ class Store:
         """The job an inbound message made, or None (a reply has none)."""
         return await self._run(s.job_for_message, message_id)  # type: ignore[no-any-return]
 
-    async def queued_work(self, limit: int = 1000) -> list[Received]:
+    async def queued_work(
+        self, limit: int = 1000, *, older_than_s: float | None = None
+    ) -> list[Received]:
         """Queued jobs as the ``Received`` that routes each to its user's thread,
-        oldest first: what ``greenroom run`` re-dispatches after ``recover()``."""
+        oldest first: what ``greenroom run`` re-dispatches after ``recover()``. With
+        ``older_than_s``, only jobs unchanged for that long by the Store's clock (what
+        the reconciler re-dispatches: work nobody picked up)."""
         _check_limit("limit", limit)
-        return await self._run(s.queued_work, limit)  # type: ignore[no-any-return]
+        return await self._run(s.queued_work, limit, self._before(older_than_s))  # type: ignore[no-any-return]
 
-    async def recover(self, *, max_attempts: int = 2) -> tuple[int, int]:
+    async def recover(
+        self, *, max_attempts: int = 2, gave_up: str | None = None
+    ) -> tuple[int, int]:
         """At start: requeue the jobs a crash left ``running``; return (requeued, failed).
 
         A job already started ``max_attempts`` times is failed instead, so a
-        message that crashes the process cannot loop forever. A job whose plan
+        message that crashes the process cannot loop forever; with ``gave_up``,
+        that text is recorded in the same transaction as the reply to each failed
+        job (outbox key ``error:<job id>``, unsent), so its author is told once. A job whose plan
         has a pending approval is left running: it waits for the user's OK. Call it once,
         before claiming, from the one process that owns the database.
         """
         _check_limit("max_attempts", max_attempts)
-        return await self._run(s.recover, max_attempts, self._clock())  # type: ignore[no-any-return]
+        if gave_up is not None:
+            _check_storable(gave_up=gave_up)
+        return await self._run(s.recover, max_attempts, gave_up, self._clock())  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ messages and the outbox
     async def record_reply(
@@ -265,12 +328,7 @@ class Store:
         """
         if role not in ("assistant", "system"):
             raise ValueError(f"role must be assistant or system, not {role!r}")
-        if not idempotency_key:
-            raise ValueError("idempotency_key must not be empty")
-        if idempotency_key.startswith(INBOUND_KEY_PREFIX):
-            raise ValueError(
-                f"idempotency_key must not start with {INBOUND_KEY_PREFIX!r} (inbound)"
-            )
+        _check_reply_key(idempotency_key)
         _check_storable(text=text, idempotency_key=idempotency_key, author=author, raw=raw or {})
         return await self._run(  # type: ignore[no-any-return]
             s.record_reply,
@@ -295,17 +353,35 @@ class Store:
         return await self._run(s.mark_sent, message_id, platform_message_id, self._clock())  # type: ignore[no-any-return]
 
     async def unsent_replies(
-        self, platform: str | None = None, *, limit: int = 1000
+        self, platform: str | None = None, *, limit: int = 1000, older_than_s: float | None = None
     ) -> list[PendingReply]:
         """Replies recorded but not marked sent, oldest first: what a connector hands
-        back to its platform at start. Nothing marked sent is ever listed."""
+        back to its platform at start. Nothing marked sent is ever listed. With
+        ``older_than_s``, only replies recorded at least that long ago (the reconciler's)."""
         _check_limit("limit", limit)
-        return await self._run(s.unsent_replies, platform, limit)  # type: ignore[no-any-return]
+        before = self._before(older_than_s)
+        return await self._run(s.unsent_replies, platform, limit, before)  # type: ignore[no-any-return]
+
+    def _before(self, older_than_s: float | None) -> datetime | None:
+        if older_than_s is None:
+            return None
+        if isinstance(older_than_s, bool) or not older_than_s >= 0:
+            raise ValueError(f"older_than_s must be >= 0 or None, not {older_than_s!r}")
+        return self._clock() - timedelta(seconds=older_than_s)
 
     async def recent_messages(self, thread_id: int, limit: int = 30) -> list[StoredMessage]:
         """The thread's last ``limit`` messages, oldest first, with their artifacts."""
         _check_limit("limit", limit)
         return await self._run(s.recent_messages, thread_id, limit)  # type: ignore[no-any-return]
+
+    async def messages_after(
+        self, thread_id: int, after_id: int = 0, *, limit: int = 100
+    ) -> list[StoredMessage]:
+        """The thread's messages of every role with an id above ``after_id``, oldest
+        first, with their artifacts: what a thread's cached context has not seen yet.
+        Costs what it returns, whatever the thread's length."""
+        _check_limit("limit", limit)
+        return await self._run(s.messages_after, thread_id, after_id, limit)  # type: ignore[no-any-return]
 
     async def replies_after(
         self, thread_id: int, after_id: int = 0, *, limit: int = 100
@@ -367,6 +443,21 @@ class Store:
         becomes ``superseded`` in the same transaction (never two pending)."""
         return await self._run(s.propose, thread_id, message_id, summary, plan, self._clock())  # type: ignore[no-any-return]
 
+    async def propose_with_ack(
+        self, thread_id: int, message_id: int, summary: str, plan: str, *, ack: str, key: str
+    ) -> tuple[Approval, StoredMessage]:
+        """:meth:`propose` the plan for ``message_id`` and record its ``ack`` reply
+        (outbox key ``key``, raw ``{"kind": "ack", "approval_id"}``), in one
+        transaction: either the user can be shown the plan or there is none.
+
+        If the key was recorded before, that record is returned (the plan is still
+        proposed: call it once per message, after ``approval_for_message``)."""
+        _check_storable(summary=summary, plan=plan, ack=ack, key=key)
+        _check_reply_key(key)
+        return await self._run(  # type: ignore[no-any-return]
+            s.propose_with_ack, thread_id, message_id, summary, plan, ack, key, self._clock()
+        )
+
     async def decide(
         self, approval_id: int, status: Literal["approved", "rejected"]
     ) -> tuple[Approval, bool]:
@@ -389,13 +480,19 @@ class Store:
         knows it was already acknowledged, or approved), or None."""
         return await self._run(s.approval_for_message, message_id)  # type: ignore[no-any-return]
 
-    async def supersede_pending(self, thread_id: int) -> Approval | None:
-        """Mark the thread's pending plan superseded; return it, or None if there was none."""
-        return await self._run(s.supersede_pending, thread_id, self._clock())  # type: ignore[no-any-return]
+    async def supersede_pending(
+        self, thread_id: int, *, author: str | None = None
+    ) -> Approval | None:
+        """Mark the thread's pending plan (``author``'s, when given) superseded; return
+        it, or None if there was none."""
+        return await self._run(s.supersede_pending, thread_id, _author(author), self._clock())  # type: ignore[no-any-return]
 
-    async def pending_approval(self, thread_id: int) -> Approval | None:
-        """The thread's pending plan, if any."""
-        return await self._run(s.pending_approval, thread_id)  # type: ignore[no-any-return]
+    async def pending_approval(
+        self, thread_id: int, *, author: str | None = None
+    ) -> Approval | None:
+        """The thread's pending plan, if any; with ``author`` (a user key), that user's
+        (a group holds one pending plan per member)."""
+        return await self._run(s.pending_approval, thread_id, _author(author))  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ tokens, memory, audit
     async def record_tokens(self, usage: TokenUsage) -> int:

@@ -214,7 +214,8 @@ async def test_two_processes_migrating_a_fresh_database_at_once_both_succeed(
     async with trio.open_nursery() as nursery:
         for _ in range(4):
             nursery.start_soon(opener)
-    assert sorted(applied) == [[], [], [], [1, 2]]
+    every = [m.version for m in known_migrations("sqlite")]
+    assert len(every) >= 3 and sorted(applied) == [[], [], [], every]
 
 
 async def test_claim_hands_out_oldest_first_each_job_once(store: Store) -> None:
@@ -400,7 +401,8 @@ async def test_a_new_plan_supersedes_the_pending_one_and_a_stale_ok_is_visible(
     assert await store.pending_approval(r.thread.id) is None
     old = await store.propose(r.thread.id, "wants a poem", "write a poem", message_id=r.message.id)
     assert old.status == "pending" and await store.pending_approval(r.thread.id) == old
-    new = await store.propose(r.thread.id, "wants a song", "write a song")
+    r2 = await store.ingest(inbound(2))  # the same author, the same chat
+    new = await store.propose(r.thread.id, "wants a song", "write a song", message_id=r2.message.id)
     assert await store.pending_approval(r.thread.id) == new
     stale, changed = await store.decide(old.id, "approved")
     assert not changed and stale.status == "superseded"
@@ -409,7 +411,8 @@ async def test_a_new_plan_supersedes_the_pending_one_and_a_stale_ok_is_visible(
     again, changed = await store.decide(new.id, "rejected")
     assert not changed and again.status == "approved"
     assert await store.pending_approval(r.thread.id) is None
-    third = await store.propose(r.thread.id, "s", "p")
+    r3 = await store.ingest(inbound(3))
+    third = await store.propose(r.thread.id, "s", "p", message_id=r3.message.id)
     gone = await store.supersede_pending(r.thread.id)
     assert gone is not None and gone.id == third.id and gone.status == "superseded"
     assert await store.supersede_pending(r.thread.id) is None
@@ -417,6 +420,120 @@ async def test_a_new_plan_supersedes_the_pending_one_and_a_stale_ok_is_visible(
         await store.decide(777, "approved")
     with pytest.raises(ValueError, match="approved or rejected"):
         await store.decide(third.id, "pending")  # type: ignore[arg-type]
+
+
+async def test_in_a_group_each_author_has_their_own_pending_plan_and_jobs(store: Store) -> None:
+    """Issue 10 item 2: in a group, one member's message claimed, superseded and
+    answered another member's work (jobs and the pending plan were the chat's)."""
+    a1 = await store.ingest(inbound(1, chat="g", user="alice"))
+    b1 = await store.ingest(inbound(2, chat="g", user="bob"))
+    thread = a1.thread.id
+    assert b1.thread.id == thread
+    # Claims by author: Alice's thread never takes Bob's job.
+    [mine] = await store.claim_jobs(10, thread_id=thread, author="telegram:alice")
+    assert mine.id == a1.job.id
+    assert await store.claim_jobs(10, thread_id=thread, author="telegram:alice") == []
+    assert [j.id for j in await store.running_jobs(thread, author="telegram:alice")] == [mine.id]
+    assert await store.running_jobs(thread, author="telegram:bob") == []
+    [theirs] = await store.claim_jobs(10, thread_id=thread, author="telegram:bob")
+    assert theirs.id == b1.job.id
+    assert {t.id for t in await store.open_threads("telegram:bob")} == {thread}
+    # Plans by author: Bob's new plan leaves Alice's pending.
+    pa = await store.propose(thread, "A", "a", message_id=a1.message.id)
+    pb = await store.propose(thread, "B", "b", message_id=b1.message.id)
+    assert await store.pending_approval(thread, author="telegram:alice") == pa
+    assert await store.pending_approval(thread, author="telegram:bob") == pb
+    b2 = await store.ingest(inbound(3, chat="g", user="bob"))
+    pb2 = await store.propose(thread, "B2", "b2", message_id=b2.message.id)
+    assert (await store.get_approval(pb.id)).status == "superseded"  # type: ignore[union-attr]
+    assert (await store.get_approval(pa.id)).status == "pending"  # type: ignore[union-attr]
+    gone = await store.supersede_pending(thread, author="telegram:alice")
+    assert gone is not None and gone.id == pa.id
+    assert await store.pending_approval(thread, author="telegram:bob") == pb2
+    with pytest.raises(ValueError, match="user key"):
+        await store.claim_jobs(1, author="alice")
+
+
+async def test_a_plan_and_its_ack_are_one_transaction(store: Store) -> None:
+    """Issue 10 item 6b: the plan and its ack were two transactions; a kill between
+    them left a pending plan nobody was shown."""
+    r = await store.ingest(inbound(1))
+    [job] = await store.claim_jobs(1)
+    approval, ack = await store.propose_with_ack(
+        r.thread.id, r.message.id, "wants a poem", "write one", ack="Understood: …", key="ack:1"
+    )
+    assert approval.status == "pending" and approval.message_id == r.message.id
+    assert (ack.text, ack.idempotency_key, ack.reply_to) == ("Understood: …", "ack:1", r.message.id)
+    assert ack.raw == {"kind": "ack", "approval_id": approval.id} and ack.sent_at is None
+    [pending] = await store.unsent_replies()
+    assert pending.message.id == ack.id
+    # A failure inside rolls both back: a reserved key refuses the whole call.
+    with pytest.raises(ValueError):
+        await store.propose_with_ack(r.thread.id, r.message.id, "s", "p", ack="x", key="in:x")
+    assert await store.pending_approval(r.thread.id) == approval
+    assert job.status == "running"
+
+
+async def test_a_job_and_its_last_reply_are_one_transaction(store: Store) -> None:
+    """Issue 10 item 6b: a reply recorded and its job finished in two steps let a
+    supersede between them record an answered job as canceled."""
+    r = await store.ingest(inbound(1))
+    [job] = await store.claim_jobs(1)
+    raw = {"kind": "reply", "approval_id": None}
+    reply, done = await store.finish_with_reply(
+        job.id, "done", thread_id=r.thread.id, text="42", key=f"reply:{job.id}",
+        reply_to=r.message.id, raw=raw,
+    )  # fmt: skip
+    assert done.status == "done" and reply.text == "42" and reply.raw == raw
+    # Finishing twice is illegal, and then the (new) reply is not recorded either.
+    with pytest.raises(IllegalTransition):
+        await store.finish_with_reply(
+            job.id, "done", thread_id=r.thread.id, text="again", key="reply:again",
+            reply_to=r.message.id, raw=raw,
+        )  # fmt: skip
+    assert [m.text for m in await store.replies_after(r.thread.id)] == ["42"]
+
+
+async def test_recover_tells_the_author_of_a_job_it_gives_up_on(store: Store) -> None:
+    """Issue 10 item 6b: a job interrupted twice was failed by recover() and nobody
+    was told: the thread's notice never ran because the job had left running."""
+    r = await store.ingest(inbound(1))
+    for _ in range(2):
+        await store.claim_jobs(1)
+        await store.recover(gave_up="Sorry, I gave up.")
+    assert (await store.get_job(r.job.id)).status == "failed"
+    [notice] = await store.unsent_replies()
+    assert notice.message.text == "Sorry, I gave up." and notice.chat_id == "100"
+    assert notice.message.idempotency_key == f"error:{r.job.id}"
+    assert notice.message.reply_to == r.message.id
+    assert notice.message.raw == {"kind": "error", "approval_id": None}
+    assert await store.recover(gave_up="Sorry, I gave up.") == (0, 0)
+    assert len(await store.unsent_replies()) == 1
+
+
+async def test_messages_after_reads_what_a_cached_context_has_not_seen(
+    store: Store, clock: Clock
+) -> None:
+    r1 = await store.ingest(inbound(1, text="one"))
+    await store.add_artifact(r1.message.id, "voice_transcript", {"text": "one"})
+    reply, _ = await store.record_reply(r1.thread.id, "two", "k2")
+    r3 = await store.ingest(inbound(3, text="three"))
+    got = await store.messages_after(r1.thread.id)
+    assert [m.text for m in got] == ["one", "two", "three"]
+    assert got[0].artifacts[0].content == {"text": "one"} and got[0].user_id is not None
+    assert got[1].user_id is None and got[1].role == "assistant"
+    assert [m.id for m in await store.messages_after(r1.thread.id, reply.id)] == [r3.message.id]
+    assert await store.messages_after(r1.thread.id, r3.message.id) == []
+    # The reconciler's age filters, by the Store's clock.
+    clock.advance(seconds=61)
+    assert [w.job_id for w in await store.queued_work(older_than_s=60)] == [
+        r1.job.id,
+        r3.job.id,
+    ]
+    r4 = await store.ingest(inbound(4))
+    assert r4.job.id not in [w.job_id for w in await store.queued_work(older_than_s=60)]
+    assert [p.message.id for p in await store.unsent_replies(older_than_s=60)] == [reply.id]
+    assert await store.unsent_replies(older_than_s=120) == []
 
 
 # ---------------------------------------------------------------- tokens, memory, audit

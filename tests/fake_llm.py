@@ -38,12 +38,14 @@ __all__ = [
     "Call",
     "FakeLLM",
     "Hang",
+    "Held",
     "HttpError",
     "Recorded",
     "Reply",
     "Text",
     "ToolUse",
     "fake_llm",
+    "held",
 ]
 
 Provider = Literal["anthropic", "openai"]
@@ -111,7 +113,22 @@ class Hang:
     """Never answer (until the client gives up and closes the connection)."""
 
 
-Script = Reply | HttpError | Hang
+@dataclass(frozen=True)
+class Held:
+    """Answer ``reply`` only once ``gate`` is set (a test decides when an answer in
+    flight lands); ``arrived`` is set when the request is being held."""
+
+    reply: Reply
+    gate: trio.Event
+    arrived: trio.Event
+
+
+def held(reply: Reply) -> Held:
+    """A :class:`Held` reply with fresh events."""
+    return Held(reply, trio.Event(), trio.Event())
+
+
+Script = Reply | HttpError | Hang | Held
 
 _OPENAI_TYPES = {
     400: ("invalid_request_error", None),
@@ -223,6 +240,10 @@ class FakeLLM:
                 f"fake_llm: nothing scripted for {body.get('model')!r}",
             )
         )
+        if isinstance(script, Held):
+            script.arrived.set()
+            await script.gate.wait()
+            script = script.reply
         match script:
             case Hang():
                 self.hanging += 1

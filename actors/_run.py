@@ -19,6 +19,7 @@ from storage import Store, open_store
 from supervision import ActorSystem, EntityRef, open_system
 
 from ._tree import build_root
+from ._users import GAVE_UP, MAX_ATTEMPTS
 
 _log = structlog.get_logger("greenroom.run")
 
@@ -46,7 +47,9 @@ async def run(settings: Settings) -> int:
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     async with open_store(_database_url(settings), settings.data_dir, exclusive=True) as store:
-        requeued, failed = await store.recover()
+        # A job given up on is failed with the apology recorded for its author in
+        # the same transaction: the user hears of it once, from whichever door.
+        requeued, failed = await store.recover(max_attempts=MAX_ATTEMPTS, gave_up=GAVE_UP)
         _log.info(
             "store_opened",
             backend=store.backend,

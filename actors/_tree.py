@@ -10,6 +10,7 @@
     │   ├── http      the HTTP door: REST API, web chat, /healthz /readyz /metrics
     │   ├── telegram  the Telegram door (with TELEGRAM_BOT_TOKEN): polling or webhook
     │   └── nostr     the Nostr door (NOSTR_PRIVATE_KEY, NOSTR_RELAYS): one child per relay
+    ├── reconciler    every interval: stale queued jobs to their threads, unsent replies to doors
     └── debug         the debug-socket server (<data_dir>/debug.sock); always last
 
 The remaining children of DESIGN.md's tree (governor,
@@ -29,6 +30,7 @@ from config import Settings
 from storage import Store
 from supervision import DEBUG_SOCKET_NAME, Backoff, ChildSpec, DebugServer, Directory, Supervisor
 
+from ._reconciler import Reconciler
 from ._storage import StorageActor
 from ._users import ThreadConfig, UserThread
 from .connectors import HttpConnector, NostrConnector, TelegramConnector
@@ -122,6 +124,8 @@ def build_root(settings: Settings, store: Store, brain: Brain) -> Callable[[], S
                 ChildSpec("brain", lambda: BrainActor(brain)),
                 ChildSpec("users", users),
                 ChildSpec("connectors", connectors),
+                # After the doors and the threads it hands work back to.
+                ChildSpec("reconciler", lambda: Reconciler(store, settings.reconciler)),
                 ChildSpec("debug", debug),
             ],
             strategy="one_for_one",

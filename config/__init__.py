@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from ._errors import ConfigError
 from ._load import PACKAGED_CONFIG, load_settings
-from ._settings import SECRET_ENV, Settings, effective_config, mask_url
+from ._settings import SECRET_ENV, ReconcilerSettings, Settings, effective_config, mask_url
 
 __all__ = [
     "PACKAGED_CONFIG",
     "SECRET_ENV",
     "ConfigError",
+    "ReconcilerSettings",
     "Settings",
     "effective_config",
     "load_settings",

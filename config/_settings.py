@@ -184,6 +184,16 @@ class UsersSettings(_Section):
     max_live: int = Field(100_000, ge=1)
 
 
+class ReconcilerSettings(_Section):
+    """``[reconciler]``: the periodic sweep for work no restart picked up."""
+
+    interval_s: float = Field(30.0, gt=0)  # between sweeps
+    queued_after_s: float = Field(120.0, gt=0)  # a job queued this long goes to its thread again
+    unsent_after_s: float = Field(30.0, gt=0)  # a reply unsent this long goes to its door again
+    max_resends: int = Field(5, ge=1)  # per job or reply and process, then it waits for a restart
+    batch: int = Field(500, ge=1)  # jobs and replies looked at per sweep
+
+
 _TELEGRAM_UPDATES = ("message", "edited_message", "callback_query")
 
 
@@ -405,6 +415,7 @@ class Settings(BaseSettings):
     kernel: KernelSettings = KernelSettings()
     supervision: SupervisionSettings = SupervisionSettings()
     users: UsersSettings = UsersSettings()
+    reconciler: ReconcilerSettings = ReconcilerSettings()
     telegram: TelegramSettings = TelegramSettings()
     nostr: NostrSettings = NostrSettings()
     anthropic: AnthropicSettings = AnthropicSettings()

@@ -23,6 +23,8 @@ from .chat import (
     Deliver,
     Inbound,
     Received,
+    Reconcile,
+    Reconciled,
     ReplyKind,
     user_key,
 )
@@ -58,6 +60,8 @@ __all__ = [
     "Pong",
     "ProtocolError",
     "Received",
+    "Reconcile",
+    "Reconciled",
     "Registry",
     "ReplyKind",
     "UnknownType",

@@ -24,6 +24,8 @@ __all__ = [
     "Deliver",
     "Inbound",
     "Received",
+    "Reconcile",
+    "Reconciled",
     "ReplyKind",
     "user_key",
 ]
@@ -155,3 +157,20 @@ class ApprovalResult(Message):
     message replaced that plan), ``rejected``, or ``not_found`` (not this user's)."""
 
     status: Literal["approved", "superseded", "rejected", "not_found"]
+
+
+@message("chat.Reconcile")
+class Reconcile(Message):
+    """Asked of ``/reconciler``: sweep now (as its timer does); answered with
+    :class:`Reconciled`. Operators: ``greenroom ctl ask /reconciler chat.Reconcile '{}'``."""
+
+
+@message("chat.Reconciled")
+class Reconciled(Message):
+    """What one sweep sent out again: queued jobs told to their threads, unsent
+    replies told to their doors, and what it left (no door for the platform, or
+    tried ``max_resends`` times already)."""
+
+    jobs: int
+    replies: int
+    skipped: int

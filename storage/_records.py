@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from protocols import Received
+from protocols import Deliver, Received
 
 __all__ = [
     "APPROVAL_STATUSES",
@@ -171,6 +171,23 @@ class PendingReply:
     message: StoredMessage
     platform: str
     chat_id: str
+
+    def deliver(self) -> Deliver:
+        """The ``chat.Deliver`` that hands this reply to its door again, rebuilt from
+        what was recorded with it (``raw``: ``kind``, ``approval_id``)."""
+        raw = self.message.raw
+        kind = raw.get("kind")
+        approval = raw.get("approval_id")
+        reply_to = self.message.reply_to
+        return Deliver(
+            message_id=self.message.id,
+            platform=self.platform,
+            chat_id=self.chat_id,
+            text=self.message.text,
+            kind=kind if kind in ("ack", "reply", "notice", "error") else "reply",
+            approval_id=approval if isinstance(approval, int) else None,
+            correlation_id=f"m{reply_to}" if reply_to is not None else "",
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,17 +121,7 @@ class NostrConnector(Supervisor):
             await self.hub.connected.wait()
             self.hub.connected = trio.Event()
             for pending in await self.store.unsent_replies(PLATFORM, limit=_SWEEP_BATCH):
-                raw, message = pending.message.raw, pending.message
-                kind = raw.get("kind") if raw.get("kind") in ("ack", "notice", "error") else "reply"
-                approval = raw.get("approval_id")
-                deliver = Deliver(
-                    message_id=message.id,
-                    platform=PLATFORM,
-                    chat_id=pending.chat_id,
-                    text=message.text,
-                    kind=kind,
-                    approval_id=approval if isinstance(approval, int) else None,
-                )
+                deliver = pending.deliver()
                 if deliver.message_id not in self._inflight:
                     self._inflight.add(deliver.message_id)
                     await self._send(deliver)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import collections
 import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -166,6 +166,8 @@ class FakeLLM:
 
     requests: list[Recorded] = field(default_factory=list)
     port: int = 0
+    #: answers a request nothing is scripted for (a long-running test's model), else 400
+    responder: Callable[[dict[str, Any]], Script] | None = None
     _queues: dict[str, collections.deque[Script]] = field(
         default_factory=lambda: collections.defaultdict(collections.deque)
     )
@@ -234,6 +236,8 @@ class FakeLLM:
         script: Script = (
             queue.popleft()
             if queue
+            else self.responder(body)
+            if self.responder is not None
             else HttpError(
                 400,
                 "invalid_request_error",

@@ -59,10 +59,13 @@ def test_public_names_are_pinned() -> None:
             "Approve",
             "Deliver",
             "Received",
+            "Reconcile",
+            "Reconciled",
             "ReplyKind",
             "INBOUND_KEY_PREFIX",
             "REGISTRY",
             "ChatTurn",
+            "Clock",
             "DecodeError",
             "DuplicateType",
             "Inbound",
@@ -83,6 +86,7 @@ def test_public_names_are_pinned() -> None:
             "message",
             "storable_problem",
             "storable_text_problem",
+            "system_clock",
             "user_key",
         ]
     )

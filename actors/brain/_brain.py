@@ -2,9 +2,12 @@
 
 It owns the provider clients, the per-model breakers and the tool registry;
 every call goes through the purpose's cascade (see ``_cascade``) and every
-answer that came back writes one token-ledger row, whether or not it was
-usable (an invalid ``report_intent`` still cost tokens). Calls that failed
-before an answer consumed nothing and write no row; they are logged.
+attempt that reached a provider writes one token-ledger row (see ``_ledger``):
+an answer, whether or not it was usable (an invalid ``report_intent`` still
+cost tokens), and also a call that timed out, broke off or was cancelled by a
+supersede after the provider had it, with the provider's usage where it said
+and an estimate where not (``meta.estimated``), and ``meta.outcome`` saying
+which. An HTTP error status, or a request that never went out, writes no row.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ._anthropic import AnthropicProvider
 from ._breaker import Breaker
 from ._cascade import Cascade, ModelSlot
 from ._errors import BrainError, InvalidIntent
+from ._ledger import Spent, write_usage
 from ._openai import OpenAIProvider
 from ._prompts import (
     ANSWER_SYSTEM,
@@ -162,8 +166,8 @@ class Brain:
         Invalid tool input is asked for once more; a second invalid answer raises
         InvalidIntent (both answers are in the ledger). Also raises
         NoModelConfigured, AllModelsFailed. A checkpoint; cancellation abandons
-        the model call, and a ledger row for an answer already received is still
-        written.
+        the model call, and its ledger row (the usage so far, or an estimate) is
+        still written.
         """
         notes, turns = render_context(context, text)
         request = ModelRequest(
@@ -307,21 +311,26 @@ class Brain:
     async def _call(
         self, purpose: Purpose, ctx: CallContext, request: ModelRequest, **meta: Any
     ) -> tuple[ModelSlot, Completion]:
-        slot, completion = await self._cascade.call(purpose, self._cascades[purpose], request)
-        usage = TokenUsage(
-            scope=ctx.scope,
-            provider=slot.provider_name,
-            model=slot.model,
-            tokens_in=completion.tokens_in,
-            tokens_out=completion.tokens_out,
-            cost=slot.cost(completion.tokens_in, completion.tokens_out),
-            meta={"purpose": purpose, "model_name": slot.name, "user": ctx.user_key, **meta},
-        )
-        # Shielded: tokens already spent are recorded even if the caller was
-        # superseded (cancelled) while the row was being written.
-        with trio.CancelScope(shield=True):
-            await self._store.record_tokens(usage)
-        return slot, completion
+        async def record(slot: ModelSlot, spent: Spent) -> None:
+            usage = TokenUsage(
+                scope=ctx.scope,
+                provider=slot.provider_name,
+                model=slot.model,
+                tokens_in=spent.tokens_in,
+                tokens_out=spent.tokens_out,
+                cost=slot.cost(spent.tokens_in, spent.tokens_out),
+                meta={
+                    "purpose": purpose,
+                    "model_name": slot.name,
+                    "user": ctx.user_key,
+                    "outcome": spent.outcome,
+                    "estimated": spent.estimated,
+                    **meta,
+                },
+            )
+            await write_usage(self._store, usage, raise_errors=spent.outcome == "ok")
+
+        return await self._cascade.call(purpose, self._cascades[purpose], request, record)
 
 
 def _with_notes(system: str, notes: str) -> str:

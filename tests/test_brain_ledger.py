@@ -76,7 +76,7 @@ def classify_request(text: str) -> ModelRequest:
     """The request ``Brain.classify(PUBLIC, [], text)`` sends."""
     return ModelRequest(
         system=CLASSIFY_SYSTEM,
-        turns=render_context([], text)[1],
+        turns=render_context([], text),
         max_tokens=1024,
         tools=(REPORT_INTENT,),
         tool_choice=REPORT_INTENT.name,

@@ -14,8 +14,9 @@ Scripting: ``fake.script(model_id, reply, ...)`` queues replies per model id
 (the request's ``"model"``); each request takes the next one. ``Hang()`` never
 answers (a call that times out or is cancelled before any byte came back);
 ``Stall(reply, events=n)`` streams the first ``n`` server-sent events of
-``reply`` and then holds the request (a stream cancelled mid-way); both hold
-until the client hangs up, and ``wait_hanging`` waits for them. A model with
+``reply`` and then holds the request (a stream cancelled mid-way), or with
+``hang_up=True`` closes the connection there (a stream broken mid-way). Held
+requests wait until the client hangs up; ``wait_hanging`` waits for them. A model with
 nothing queued answers 400 (a client error: the cascade stops and the test
 fails with a clear message). ``fake.requests`` records every request. The
 server is started by the ``fake_llm`` fixture with ``nursery.start``, so a

@@ -108,7 +108,7 @@ class ChatContext:
         turn), then the last ``limit`` messages stored before it, oldest first. The
         message itself is not included (the brain is given it on its own)."""
         earlier = [m for m in self.messages if m.id < before][-limit:]
-        turns = [self._turn(m) for m in earlier]
+        turns = [self.turn(m) for m in earlier]
         if self.summary and turns:
             summary = ChatTurn(
                 role="system", text=f"Summary of earlier messages: {self.summary}", at=turns[0].at
@@ -116,7 +116,8 @@ class ChatContext:
             turns.insert(0, summary)
         return turns
 
-    def _turn(self, m: StoredMessage) -> ChatTurn:
+    def turn(self, m: StoredMessage) -> ChatTurn:
+        """``m`` as a turn of this chat (with its author in a group)."""
         author = ""
         if self.group and m.role == "user":
             author = m.author or (f"user {m.user_id}" if m.user_id is not None else "someone")

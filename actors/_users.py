@@ -296,7 +296,7 @@ class UserThread(Actor):
         ctx = await self._ctx(chat)
         context = chat.context.turns(message.id, self.config.context_size)
         try:
-            intent = await self.config.brain.classify(ctx, context, message.text)
+            intent = await self.config.brain.classify(ctx, context, chat.context.turn(message))
         except NoModelConfigured as exc:
             await self._finish(chat, job, "done", "notice", f"I cannot answer yet: {exc}.")
             return
@@ -342,7 +342,8 @@ class UserThread(Actor):
         if context is None:
             context = chat.context.turns(message.id, self.config.context_size)
         try:
-            answer = await self.config.brain.answer(ctx, context, message.text, plan)
+            current = chat.context.turn(message)
+            answer = await self.config.brain.answer(ctx, context, current, plan)
         except NoModelConfigured as exc:
             await self._finish(chat, job, "done", "notice", f"I cannot answer yet: {exc}.")
             return

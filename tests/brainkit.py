@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +11,7 @@ from typing import Any
 from actors.brain import Brain, CallContext
 from config import Settings
 from storage import Store, TokenSpend, open_store
+from storage._dialect import Dialect, Q, Row
 from tests.fake_llm import FakeLLM, ToolUse
 
 ANTHROPIC_KEY = "sk-ant-test-key"
@@ -80,11 +81,14 @@ def settings_for(
     cascade: list[str] | None = None,
     anthropic_key: str | None = ANTHROPIC_KEY,
     openai_key: str | None = OPENAI_KEY,
+    anthropic_url: str | None = None,
     **brain: Any,
 ) -> Settings:
+    """Settings whose models (``models``) point at ``fake``; ``brain`` overrides
+    ``[brain]`` keys, ``anthropic_url`` the Anthropic base URL."""
     names = cascade or ["a"]
     data: dict[str, Any] = {
-        "anthropic": {"base_url": fake.url},
+        "anthropic": {"base_url": anthropic_url or fake.url},
         "brain": {
             "models": models(fake),
             "cascades": {"classify": names, "answer": names, "background": names},
@@ -116,3 +120,18 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
 
 async def spend(store: Store, scope: str = "reactive") -> TokenSpend:
     return await store.token_spend(scope, NOW.date())  # type: ignore[arg-type]
+
+
+_LEDGER_COLUMNS = ("provider", "model", "tokens_in", "tokens_out", "cost")
+
+
+def _ledger_rows(d: Dialect) -> Generator[Q, list[Row], list[dict[str, Any]]]:
+    rows = yield Q(f"SELECT {', '.join(_LEDGER_COLUMNS)}, meta FROM token_ledger ORDER BY id")
+    return [{**{k: r[k] for k in _LEDGER_COLUMNS}, "meta": d.from_json(r["meta"])} for r in rows]
+
+
+async def ledger(store: Store) -> list[dict[str, Any]]:
+    """Every token_ledger row, oldest first, with its meta decoded. Read through the
+    store's own backend (a private seam, tests only), so it reads either backend."""
+    rows: list[dict[str, Any]] = await store._run(_ledger_rows)
+    return rows

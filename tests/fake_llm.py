@@ -11,7 +11,15 @@ Serves, on 127.0.0.1 and a free port:
   and ``usage``; errors as ``{"error": {"message", "type", "param", "code"}}``.
 
 Scripting: ``fake.script(model_id, reply, ...)`` queues replies per model id
-(the request's ``"model"``); each request takes the next one. A model with
+(the request's ``"model"``); each request takes the next one. ``Hang()`` never
+answers (a call that times out or is cancelled before any byte came back);
+``Stall(reply, events=n)`` streams the first ``n`` server-sent events of
+``reply`` and then holds the request (a stream cancelled mid-way), or with
+``hang_up=True`` closes the connection there (a stream broken mid-way). Held
+requests wait until the client hangs up; ``wait_hanging`` waits for them.
+``gated(reply)`` answers only once its ``gate`` event is set (``arrived`` tells
+the request came). ``fake.responder`` answers what nothing is scripted for (a
+long run's model); without it, a model with
 nothing queued answers 400 (a client error: the cascade stops and the test
 fails with a clear message). ``fake.requests`` records every request. The
 server is started by the ``fake_llm`` fixture with ``nursery.start``, so a
@@ -37,15 +45,16 @@ from tests.h11kit import serve_connection, serve_loopback
 __all__ = [
     "Call",
     "FakeLLM",
+    "Gated",
     "Hang",
-    "Held",
     "HttpError",
     "Recorded",
     "Reply",
+    "Stall",
     "Text",
     "ToolUse",
     "fake_llm",
-    "held",
+    "gated",
 ]
 
 Provider = Literal["anthropic", "openai"]
@@ -114,21 +123,33 @@ class Hang:
 
 
 @dataclass(frozen=True)
-class Held:
+class Gated:
     """Answer ``reply`` only once ``gate`` is set (a test decides when an answer in
-    flight lands); ``arrived`` is set when the request is being held."""
+    flight lands); ``arrived`` is set when the request is waiting at the gate."""
 
     reply: Reply
     gate: trio.Event
     arrived: trio.Event
 
 
-def held(reply: Reply) -> Held:
-    """A :class:`Held` reply with fresh events."""
-    return Held(reply, trio.Event(), trio.Event())
+def gated(reply: Reply) -> Gated:
+    """A :class:`Gated` reply with fresh events."""
+    return Gated(reply, trio.Event(), trio.Event())
 
 
-Script = Reply | HttpError | Hang | Held
+@dataclass(frozen=True)
+class Stall:
+    """Stream ``reply``'s first ``events`` server-sent events (``message_start`` is the
+    first, then ``content_block_start``, ``ping``, the text deltas...), then hold the
+    request until the client hangs up, or with ``hang_up`` close the connection at
+    once (a stream broken mid-way). For a request that is not streamed: a Hang."""
+
+    reply: Reply
+    events: int = 1
+    hang_up: bool = False
+
+
+Script = Reply | HttpError | Hang | Stall | Gated
 
 _OPENAI_TYPES = {
     400: ("invalid_request_error", None),
@@ -172,7 +193,8 @@ class FakeLLM:
         default_factory=lambda: collections.defaultdict(collections.deque)
     )
     _ids: itertools.count[int] = field(default_factory=itertools.count)
-    #: set whenever a request arrives (tests wait on it instead of sleeping)
+    #: requests held so far by Hang or Stall; ``_arrived`` is set whenever one
+    #: starts to be held (tests wait on it instead of sleeping)
     hanging: int = 0
     _arrived: trio.Event = field(default_factory=trio.Event)
 
@@ -244,17 +266,18 @@ class FakeLLM:
                 f"fake_llm: nothing scripted for {body.get('model')!r}",
             )
         )
-        if isinstance(script, Held):
+        if isinstance(script, Gated):
             script.arrived.set()
             await script.gate.wait()
             script = script.reply
         match script:
-            case Hang():
-                self.hanging += 1
-                self._arrived.set()
-                # Hold the request until the client hangs up.
-                while await stream.receive_some(65536):
-                    pass
+            case Stall() if provider == "anthropic" and body.get("stream"):
+                await self._anthropic_stream(conn, stream, body, script.reply, stop=script.events)
+                if not script.hang_up:
+                    await self._hold(stream)
+                return False  # the connection closes
+            case Hang() | Stall():
+                await self._hold(stream)
                 return False
             case HttpError():
                 extra = (
@@ -270,6 +293,13 @@ class FakeLLM:
             case Reply():
                 await self._json(conn, stream, 200, self._openai_completion(body, script))
         return True
+
+    async def _hold(self, stream: trio.SocketStream) -> None:
+        """Count the request as hanging, then hold it until the client hangs up."""
+        self.hanging += 1
+        self._arrived.set()
+        while await stream.receive_some(65536):
+            pass
 
     async def _json(
         self,
@@ -370,14 +400,27 @@ class FakeLLM:
         }
 
     async def _anthropic_stream(
-        self, conn: h11.Connection, stream: trio.SocketStream, body: dict[str, Any], reply: Reply
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        body: dict[str, Any],
+        reply: Reply,
+        *,
+        stop: int | None = None,
     ) -> None:
+        """Stream ``reply`` as server-sent events; with ``stop``, only the first
+        ``stop`` events and no end of message (the stream stalls there)."""
         headers = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
         await self._send(conn, stream, h11.Response(status_code=200, headers=headers))
+        sent = 0
         async for name, data in self._anthropic_events(body, reply):
+            if stop is not None and sent >= stop:
+                return
             chunk = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
             await self._send(conn, stream, h11.Data(data=chunk))
-        await self._send(conn, stream, h11.EndOfMessage())
+            sent += 1
+        if stop is None:
+            await self._send(conn, stream, h11.EndOfMessage())
 
     async def _anthropic_events(
         self, body: dict[str, Any], reply: Reply

@@ -136,13 +136,19 @@ async def test_answer_streams_and_remembers_then_recalls(fake_llm: FakeLLM, stor
     assert (first, second) == ("Noted: you like green tea.", "You like green tea.")
     assert [m.fact for m in await store.recall(PUBLIC.user_key)] == ["likes green tea"]
     assert all(r.body["stream"] is True for r in fake_llm.requests)  # the SDK's SSE path
-    assert "Remember it." in fake_llm.requests[0].body["system"]
+    # The plan and the memories are data blocks in the user turn, not in the system
+    # prompt (issue 10.2; tests/test_brain_prompts.py has the escaping).
+    plan_turn = fake_llm.requests[0].body["messages"][-1]["content"][-1]["text"]
+    assert plan_turn.startswith('<approved_plan>\n"Remember it."\n</approved_plan>')
+    assert "Remember it." not in fake_llm.requests[0].body["system"]
     # The assistant turn with text + tool_use was sent back verbatim, then the result.
     replay = fake_llm.requests[1].body["messages"]
     assert [b["type"] for b in replay[1]["content"]] == ["text", "tool_use"]
     recalled = fake_llm.requests[3].body["messages"][-1]["content"][0]
     assert recalled["type"] == "tool_result" and "likes green tea" in recalled["content"]
-    assert "likes green tea" in fake_llm.requests[2].body["system"]  # memories in the prompt
+    memory_turn = fake_llm.requests[2].body["messages"][-1]["content"][-1]["text"]
+    assert memory_turn.startswith('<memories>\n["likes green tea"]\n</memories>')
+    assert "likes green tea" not in fake_llm.requests[2].body["system"]
     assert (await spend(store)).calls == 4
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_llm import FakeLLM, Hang, Text, ToolUse, held
+from tests.fake_llm import FakeLLM, Hang, Text, ToolUse, gated
 from tests.test_conversation import MODEL, Chat, intent, open_chat, settled
 
 
@@ -36,7 +36,7 @@ async def test_an_answer_in_flight_for_a_dm_stays_in_the_dm_when_a_group_plan_is
     await chat.say("make a plan", chat="group-1")
     group_ack = await chat.delivered("ack")
     assert group_ack.chat_id == "group-1" and group_ack.approval_id is not None
-    private = held(Text("PRIVATE ANSWER"))
+    private = gated(Text("PRIVATE ANSWER"))
     chat.fake.script(MODEL, intent(False), private)
     dm = await chat.say("a slow question")  # in the private chat "42"
     await private.arrived.wait()  # the DM's answer is in flight

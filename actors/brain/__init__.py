@@ -5,9 +5,12 @@
 :class:`CallContext` naming the user, their tier and the ledger scope.
 Anthropic models go through the official SDK, any OpenAI-compatible endpoint
 through httpx; each purpose has an ordered cascade of models from
-``[brain]`` in the config, and every answer is written to the token ledger
-with its cost. :class:`BrainActor` is ``/brain`` in the tree. Errors are
-:class:`BrainError` and its subclasses.
+``[brain]`` in the config, and every call that reached a provider (answered,
+timed out, broken off or cancelled) is written to the token ledger with its
+cost, estimated where the provider did not say. Plans, memories and summaries
+reach the model as quoted data in the user turn, never as system instructions.
+:class:`BrainActor` is ``/brain`` in the tree. Errors are :class:`BrainError`
+and its subclasses.
 """
 
 from __future__ import annotations

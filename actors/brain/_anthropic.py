@@ -5,12 +5,21 @@ The SDK is anyio-based, so it runs on trio as it is; it speaks HTTP through
 the cascade decides what happens after a failure. ``stream=True`` requests use
 the SDK's streaming helper (server-sent events) and return the accumulated
 final message, so both paths end in the same :class:`Completion`.
+
+Metering: the stream's events are read one by one so that the call's ``Meter``
+holds ``message_start``'s usage and the output streamed so far when a
+supersede cancels it mid-way. The SDK has no way to pass httpcore's ``trace``
+extension per request, so the client's request hook adds it, taking the
+current call's meter from a context variable that ``complete`` sets: trio
+gives each task its own context, so concurrent calls on the one shared client
+never see each other's meter.
 """
 
 from __future__ import annotations
 
 import base64
-from typing import Any
+import contextvars
+from typing import TYPE_CHECKING, Any
 
 import anthropic
 import httpx2
@@ -26,9 +35,23 @@ from ._providers import (
     status_failure,
 )
 
+if TYPE_CHECKING:
+    from ._ledger import Meter
+
 __all__ = ["DEFAULT_BASE_URL", "AnthropicProvider"]
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
+
+_METER: contextvars.ContextVar[Meter | None] = contextvars.ContextVar("_METER", default=None)
+
+
+async def _trace_request(request: httpx2.Request) -> None:
+    """The client's request hook: give the request the current call's ``Meter.trace``.
+    A hook rather than a transport wrapper so that it also reaches the transports
+    httpx mounts for proxies from the environment."""
+    meter = _METER.get()
+    if meter is not None:
+        request.extensions = {**request.extensions, "trace": meter.trace}
 
 
 class AnthropicProvider:
@@ -46,7 +69,9 @@ class AnthropicProvider:
     ) -> None:
         # The SDK's own timeout is only a backstop: trio.fail_after in the
         # cascade is the real bound (it runs on the virtual clock in tests).
-        self._http = httpx2.AsyncClient(transport=transport, timeout=timeout_s)
+        self._http = httpx2.AsyncClient(
+            transport=transport, timeout=timeout_s, event_hooks={"request": [_trace_request]}
+        )
         # Explicit api_key and base_url: the SDK then reads no credentials or
         # URL from the environment behind the config system's back.
         self._client = anthropic.AsyncAnthropic(
@@ -63,12 +88,15 @@ class AnthropicProvider:
         await self._client.close()
         await self._http.aclose()
 
-    async def complete(self, model: str, request: ModelRequest) -> Completion:
+    async def complete(self, model: str, request: ModelRequest, meter: Meter) -> Completion:
         """One Messages API call; see :meth:`Provider.complete`."""
         params = _params(model, request)
+        token = _METER.set(meter)
         try:
             if request.stream:
                 async with self._client.messages.stream(**params) as stream:
+                    async for event in stream:
+                        _observe(meter, event)
                     message = await stream.get_final_message()
             else:
                 message = await self._client.messages.create(**params)
@@ -81,10 +109,41 @@ class AnthropicProvider:
         except anthropic.APIConnectionError as exc:
             cause = exc.__cause__
             raise ModelCallError("connection", str(cause or exc) or type(exc).__name__) from exc
+        except httpx2.TimeoutException as exc:
+            # The SDK maps transport errors of the request, not of a streamed body
+            # read afterwards: a stream that stalls or breaks mid-way raises these.
+            raise ModelCallError("timeout", "request timed out") from exc
+        except httpx2.TransportError as exc:
+            raise ModelCallError("connection", str(exc) or type(exc).__name__) from exc
         except (anthropic.AnthropicError, ValueError) as exc:
             # An answer the SDK could not read (bad JSON, a broken event stream).
             raise ModelCallError("server", f"unreadable answer: {exc}") from exc
+        finally:
+            _METER.reset(token)
+        usage = message.usage
+        meter.report(usage.input_tokens, usage.output_tokens, final=True)
         return _completion(message)
+
+
+def _observe(meter: Meter, event: Any) -> None:
+    """Keep ``meter`` up to date from one stream event. Only the raw events count:
+    the SDK's derived ``text``/``input_json`` events repeat the deltas."""
+    match event.type:
+        case "message_start":
+            usage = event.message.usage
+            meter.report(usage.input_tokens, usage.output_tokens, final=False)
+        case "content_block_delta":
+            delta = event.delta
+            piece = getattr(delta, "text", None) or getattr(delta, "partial_json", None)
+            piece = piece or getattr(delta, "thinking", None) or ""
+            meter.chars_out += len(piece)
+        case "message_delta":
+            # Cumulative totals: the output count is the final one, and an input
+            # count (sent by newer API versions) overrides message_start's.
+            usage = event.usage
+            meter.report(getattr(usage, "input_tokens", None), usage.output_tokens, final=True)
+        case _:
+            pass
 
 
 def _params(model: str, request: ModelRequest) -> dict[str, Any]:
@@ -145,12 +204,9 @@ def _completion(message: Any) -> Completion:
             texts.append(block.text)
         elif block.type == "tool_use":
             calls.append(ToolCall.from_arguments(block.id, block.name, block.input))
-    usage = message.usage
     return Completion(
         text="".join(texts),
         tool_calls=tuple(calls),
-        tokens_in=usage.input_tokens or 0,
-        tokens_out=usage.output_tokens or 0,
         stop_reason=message.stop_reason or "",
         meta={"id": message.id},
     )

@@ -2,9 +2,12 @@
 
 It owns the provider clients, the per-model breakers and the tool registry;
 every call goes through the purpose's cascade (see ``_cascade``) and every
-answer that came back writes one token-ledger row, whether or not it was
-usable (an invalid ``report_intent`` still cost tokens). Calls that failed
-before an answer consumed nothing and write no row; they are logged.
+attempt that reached a provider writes one token-ledger row (see ``_ledger``):
+an answer, whether or not it was usable (an invalid ``report_intent`` still
+cost tokens), and also a call that timed out, broke off or was cancelled by a
+supersede after the provider had it, with the provider's usage where it said
+and an estimate where not (``meta.estimated``), and ``meta.outcome`` saying
+which. An HTTP error status, or a request that never went out, writes no row.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ._anthropic import AnthropicProvider
 from ._breaker import Breaker
 from ._cascade import Cascade, ModelSlot
 from ._errors import BrainError, InvalidIntent
+from ._ledger import Spent, write_usage
 from ._openai import OpenAIProvider
 from ._prompts import (
     ANSWER_SYSTEM,
@@ -155,20 +159,28 @@ class Brain:
 
     # ------------------------------------------------------------------ purposes
 
-    async def classify(self, ctx: CallContext, context: Sequence[ChatTurn], text: str) -> Intent:
-        """Classify ``text`` (the user's latest message) with the classify cascade,
+    async def classify(
+        self, ctx: CallContext, context: Sequence[ChatTurn], message: ChatTurn | str
+    ) -> Intent:
+        """Classify ``message`` (the user's current message) with the classify cascade,
         through a forced ``report_intent`` tool call.
+
+        ``context`` is the thread's turns BEFORE the current message; ``message`` is
+        sent once, as the end of the request's last user turn. Pass it as a ChatTurn
+        (role "user") to have it stamped with its time and author like the
+        context's turns (see ``render_context``; a context that still ends with that
+        very turn does not send it twice); a str is sent as it is, unstamped.
+        ValueError for a ChatTurn that is not a user turn.
 
         Invalid tool input is asked for once more; a second invalid answer raises
         InvalidIntent (both answers are in the ledger). Also raises
-        NoModelConfigured, AllModelsFailed. A checkpoint; cancellation abandons
-        the model call, and a ledger row for an answer already received is still
+        NoModelConfigured, AllModelsFailed. A checkpoint; cancellation abandons the
+        model call, and its ledger row (the usage so far, or an estimate) is still
         written.
         """
-        notes, turns = render_context(context, text)
         request = ModelRequest(
-            system=_with_notes(CLASSIFY_SYSTEM, notes),
-            turns=turns,
+            system=CLASSIFY_SYSTEM,
+            turns=render_context(context, message),
             max_tokens=self._max_tokens,
             tools=(REPORT_INTENT,),
             tool_choice=REPORT_INTENT.name,
@@ -176,32 +188,41 @@ class Brain:
         return await self._forced("classify", ctx, request, Intent.model_validate, InvalidIntent)
 
     async def answer(
-        self, ctx: CallContext, context: Sequence[ChatTurn], text: str, plan: str | None
+        self,
+        ctx: CallContext,
+        context: Sequence[ChatTurn],
+        message: ChatTurn | str,
+        plan: str | None,
     ) -> str:
-        """Answer ``text`` with the answer cascade, the tools ``ctx.tier`` permits and,
-        when given, the approved ``plan``; return the reply text (never empty).
+        """Answer ``message`` (the user's current message) with the answer cascade, the
+        tools ``ctx.tier`` permits and, when given, the approved ``plan``; return the
+        reply text (never empty).
+
+        ``context`` and ``message`` as for :meth:`classify`: the turns before the
+        message, and the message once at the end of the last user turn. The user's
+        memories and ``plan`` came from users (or a model reading them): they are
+        sent as JSON data blocks (``<memories>``, ``<approved_plan>``) at the start
+        of that turn, never in the system prompt.
 
         Tool rounds are bounded by ``max_tool_steps``: the call after the last
         round forbids tools. Raises NoModelConfigured, AllModelsFailed, or
-        BrainError when no text came back. A checkpoint; cancellation stops
-        the loop (tools already run stay done).
+        BrainError when no text came back; ValueError as for :meth:`classify`. A
+        checkpoint; cancellation stops the loop (tools already run stay done) and
+        the cancelled model call is still written to the ledger.
         """
-        notes, turns = render_context(context, text)
         memories = await self._store.recall(ctx.user_key, _MAX_FACTS)
-        system = ANSWER_SYSTEM
+        data: list[tuple[str, Any]] = []
         if memories:
-            system += "\nWhat you know about this user:\n" + "\n".join(
-                f"- {m.fact}" for m in memories
-            )
+            data.append(("memories", [m.fact for m in memories]))
         if plan:
-            system += f"\nThe user approved this plan; carry it out: {plan}"
-        system = _with_notes(system, notes)
+            data.append(("approved_plan", plan))
+        turns = render_context(context, message, data)
         tools = self._tools.visible(ctx.tier)
         history = list(turns)
         for step in range(self._max_tool_steps + 1):
             last = step == self._max_tool_steps
             request = ModelRequest(
-                system=system,
+                system=ANSWER_SYSTEM,
                 turns=tuple(history),
                 max_tokens=self._max_tokens,
                 tools=tools,
@@ -240,10 +261,16 @@ class Brain:
         return summary
 
     async def extract_memories(self, ctx: CallContext, turns: Sequence[ChatTurn]) -> list[str]:
-        """Facts about the user found in ``turns`` (stripped, deduplicated, at most 20),
-        through a forced ``report_memories`` call on the background cascade. Stores
-        nothing. Invalid tool input is retried once, then BrainError; also
-        NoModelConfigured, AllModelsFailed. A checkpoint.
+        """Facts about the user ``ctx.user_key`` found in ``turns`` (stripped,
+        deduplicated, at most 20), through a forced ``report_memories`` call on the
+        background cascade. Stores nothing.
+
+        The caller passes only that user's own turns (the assistant's replies to
+        them may come along for context; in a group, never another member's turns:
+        every fact found is taken to be about the one user); nothing here filters
+        them. Invalid tool input is retried once, then BrainError; also
+        NoModelConfigured, AllModelsFailed. A checkpoint; cancellation abandons the
+        call (its ledger row is still written).
         """
         request = ModelRequest(
             system=MEMORIES_SYSTEM,
@@ -307,25 +334,26 @@ class Brain:
     async def _call(
         self, purpose: Purpose, ctx: CallContext, request: ModelRequest, **meta: Any
     ) -> tuple[ModelSlot, Completion]:
-        slot, completion = await self._cascade.call(purpose, self._cascades[purpose], request)
-        usage = TokenUsage(
-            scope=ctx.scope,
-            provider=slot.provider_name,
-            model=slot.model,
-            tokens_in=completion.tokens_in,
-            tokens_out=completion.tokens_out,
-            cost=slot.cost(completion.tokens_in, completion.tokens_out),
-            meta={"purpose": purpose, "model_name": slot.name, "user": ctx.user_key, **meta},
-        )
-        # Shielded: tokens already spent are recorded even if the caller was
-        # superseded (cancelled) while the row was being written.
-        with trio.CancelScope(shield=True):
-            await self._store.record_tokens(usage)
-        return slot, completion
+        async def record(slot: ModelSlot, spent: Spent) -> None:
+            usage = TokenUsage(
+                scope=ctx.scope,
+                provider=slot.provider_name,
+                model=slot.model,
+                tokens_in=spent.tokens_in,
+                tokens_out=spent.tokens_out,
+                cost=slot.cost(spent.tokens_in, spent.tokens_out),
+                meta={
+                    "purpose": purpose,
+                    "model_name": slot.name,
+                    "user": ctx.user_key,
+                    "outcome": spent.outcome,
+                    "estimated": spent.estimated,
+                    **meta,
+                },
+            )
+            await write_usage(self._store, usage, raise_errors=spent.outcome == "ok")
 
-
-def _with_notes(system: str, notes: str) -> str:
-    return f"{system}\n\nNotes from earlier in this conversation:\n{notes}" if notes else system
+        return await self._cascade.call(purpose, self._cascades[purpose], request, record)
 
 
 def _one_line(exc: Exception) -> str:

@@ -4,14 +4,16 @@ One ``httpx.AsyncClient`` serves every ``openai`` model; each model's
 ``base_url`` (which includes the version, ``.../v1``) is joined with
 ``/chat/completions`` per call. Forced tool calls use
 ``tool_choice={"type": "function", "function": {"name": ...}}``. Requests are
-not streamed: the answer is read whole.
+not streamed: the answer is read whole. httpcore's ``trace`` extension tells
+the call's ``Meter`` when the whole request went out; an answer without
+``usage`` (some local servers) leaves the counts to the ledger's estimate.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -25,6 +27,9 @@ from ._providers import (
     error_message,
     status_failure,
 )
+
+if TYPE_CHECKING:
+    from ._ledger import Meter
 
 __all__ = ["OpenAIProvider"]
 
@@ -49,11 +54,13 @@ class OpenAIProvider:
     async def aclose(self) -> None:
         """Nothing to close: the shared client belongs to the Brain."""
 
-    async def complete(self, model: str, request: ModelRequest) -> Completion:
+    async def complete(self, model: str, request: ModelRequest, meter: Meter) -> Completion:
         """One chat-completions call; see :meth:`Provider.complete`."""
         body = _body(model, request)
         try:
-            response = await self._client.post(self._url, json=body, headers=self._headers)
+            response = await self._client.post(
+                self._url, json=body, headers=self._headers, extensions={"trace": meter.trace}
+            )
         except httpx.TimeoutException as exc:
             raise ModelCallError("timeout", "request timed out") from exc
         except httpx.TransportError as exc:
@@ -66,9 +73,15 @@ class OpenAIProvider:
             message = error_message(data, response.reason_phrase or "error")
             raise status_failure(response.status_code, response.headers, message)
         try:
-            return _completion(data)
+            completion, usage = _completion(data)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise ModelCallError("server", f"unreadable answer: {exc!r}") from exc
+        meter.chars_out += len(completion.text) + sum(
+            len(c.raw) if c.input is None else len(json.dumps(c.input))
+            for c in completion.tool_calls
+        )
+        meter.report(*usage, final=usage[1] is not None)
+        return completion
 
 
 def _body(model: str, request: ModelRequest) -> dict[str, Any]:
@@ -139,7 +152,8 @@ def _messages(turn: Turn) -> list[dict[str, Any]]:
     return out
 
 
-def _completion(data: Any) -> Completion:
+def _completion(data: Any) -> tuple[Completion, tuple[int | None, int | None]]:
+    """The answer, and its ``(prompt_tokens, completion_tokens)``, None where absent."""
     choice = data["choices"][0]
     message = choice["message"]
     calls = tuple(
@@ -147,11 +161,14 @@ def _completion(data: Any) -> Completion:
         for c in message.get("tool_calls") or ()
     )
     usage = data.get("usage") or {}
-    return Completion(
+    counts = tuple(
+        None if usage.get(k) is None else int(usage[k])
+        for k in ("prompt_tokens", "completion_tokens")
+    )
+    completion = Completion(
         text=message.get("content") or "",
         tool_calls=calls,
-        tokens_in=int(usage.get("prompt_tokens") or 0),
-        tokens_out=int(usage.get("completion_tokens") or 0),
         stop_reason=choice.get("finish_reason") or "",
         meta={"id": data.get("id", "")},
     )
+    return completion, (counts[0], counts[1])

@@ -2,9 +2,11 @@
 
 A :class:`Provider` turns a :class:`ModelRequest` into one HTTP call in its own
 wire format (Anthropic Messages, OpenAI chat completions) and the answer back
-into a :class:`Completion`. Failures leave a provider only as
-``ModelCallError``; everything else (cascade, breaker, timeout, ledger) is the
-brain's business, so a provider is small and stateless apart from its client.
+into a :class:`Completion`, filling in the call's ``Meter`` (``_ledger``) as it
+goes: whether the request went out and the usage the provider reported. Failures
+leave a provider only as ``ModelCallError``; everything else (cascade, breaker,
+timeout, ledger) is the brain's business, so a provider is small and stateless
+apart from its client.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from protocols import Clock, system_clock
 
 from ._errors import ModelCallError
+
+if TYPE_CHECKING:
+    from ._ledger import Meter
 
 __all__ = [
     "Completion",
@@ -122,12 +127,11 @@ class ModelRequest:
 
 @dataclass(frozen=True)
 class Completion:
-    """A model's answer: its text, the tools it called, and what it cost in tokens."""
+    """A model's answer: its text and the tools it called. What it cost is in the
+    call's ``Meter``, which also outlives a call that never returned one."""
 
     text: str
     tool_calls: tuple[ToolCall, ...] = ()
-    tokens_in: int = 0
-    tokens_out: int = 0
     stop_reason: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -137,9 +141,11 @@ class Provider(Protocol):
 
     name: ProviderName
 
-    async def complete(self, model: str, request: ModelRequest) -> Completion:
-        """Call ``model`` once (no retries). Raises ModelCallError on any failure;
-        a checkpoint; cancellation abandons the HTTP request."""
+    async def complete(self, model: str, request: ModelRequest, meter: Meter) -> Completion:
+        """Call ``model`` once (no retries), recording in ``meter`` whether the request
+        went out, the usage the provider reported and the output received so far.
+        Raises ModelCallError on any failure; a checkpoint; cancellation abandons the
+        HTTP request, and ``meter`` then says what was spent up to that point."""
         ...
 
     async def aclose(self) -> None:

@@ -47,13 +47,20 @@ class Chat:
     door: Probe
     n: int = 0
 
-    async def say(self, text: str, user: str = "42", chat: str | None = None) -> Received:
+    async def say(
+        self, text: str, user: str = "42", chat: str | None = None, author: str = ""
+    ) -> Received:
         """What a connector does: ingest (durable), then tell the user's thread."""
         self.n += 1
         chat = chat or user
         result = await self.store.ingest(
             Inbound(
-                platform="telegram", chat_id=chat, user_id=user, message_id=str(self.n), text=text
+                platform="telegram",
+                chat_id=chat,
+                user_id=user,
+                message_id=str(self.n),
+                text=text,
+                author=author,
             )
         )
         received = Received(

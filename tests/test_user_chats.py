@@ -97,11 +97,11 @@ async def test_in_a_group_members_never_supersede_or_answer_each_other(chat: Cha
     """Reproduced on the old code: Bob's message in the group superseded Alice's
     pending plan there (plans and claims were the chat's, not the author's)."""
     chat.fake.script(MODEL, intent(True, "Alice's plan.", "Do Alice's thing."))
-    alice = await chat.say("alice asks for something", user="alice", chat="g")
+    alice = await chat.say("alice asks for something", user="alice", chat="g", author="Alice")
     alice_ack = await chat.delivered("ack")
     assert alice_ack.approval_id is not None
     chat.fake.script(MODEL, intent(False), Text("Answer for Bob."))
-    await chat.say("bob says hello", user="bob", chat="g")
+    await chat.say("bob says hello", user="bob", chat="g", author="Bob")
     bob_reply = await chat.delivered("reply")
     assert (bob_reply.chat_id, bob_reply.text) == ("g", "Answer for Bob.")
     pending = await chat.store.pending_approval(alice.thread_id, author="telegram:alice")
@@ -112,9 +112,11 @@ async def test_in_a_group_members_never_supersede_or_answer_each_other(chat: Cha
     reply = await chat.delivered("reply")
     assert (reply.chat_id, reply.text) == ("g", "Done for Alice.")
     assert (await chat.store.get_job(alice.job_id)).status == "done"
-    # Bob's classification saw Alice's turn in the group's context.
-    bobs_classify = chat.fake.requests[1]
-    assert "alice asks for something" in json.dumps(bobs_classify.body)
+    # Bob's classification saw Alice's turn in the group's context, with her name,
+    # and his own message with his.
+    bobs_classify = json.dumps(chat.fake.requests[1].body)
+    assert "Alice: alice asks for something" in bobs_classify
+    assert "Bob: bob says hello" in bobs_classify
 
 
 async def test_in_a_group_memory_is_extracted_from_the_members_own_turns(
@@ -138,3 +140,18 @@ async def test_in_a_group_memory_is_extracted_from_the_members_own_turns(
         assert "Paris" in json.dumps(extraction) and "Lyon" not in json.dumps(extraction)
         assert [m.fact for m in await chat.store.recall("telegram:bob")] == ["Lives in Paris"]
         assert [m.fact for m in await chat.store.recall("telegram:alice")] == ["Lives in Lyon"]
+
+
+async def test_the_current_message_reaches_the_model_once(chat: Chat) -> None:
+    """Issue 10 item 10: the classify prompt ended with ``[ts] text\n\ntext`` (the
+    context read from storage already held the message) and the answer after the
+    ack repeated it again."""
+    chat.fake.script(MODEL, intent(True), Text("Roses are red."))
+    await chat.say("write me a poem about the sea")
+    ack = await chat.delivered("ack")
+    assert ack.approval_id is not None
+    assert await chat.approve(ack.approval_id) == "approved"
+    await chat.delivered("reply")
+    classify, answer = chat.fake.requests
+    for request in (classify, answer):
+        assert json.dumps(request.body).count("write me a poem about the sea") == 1

@@ -68,6 +68,20 @@ class Server:
     how: str  # "env", "local", or "throwaway"
     _stop: list[str] = field(default_factory=list)
     _dir: str | None = None
+    _start: list[str] = field(default_factory=list)
+
+    def pause(self) -> None:
+        """Stop a throwaway cluster's server but keep its data (an outage); ``resume``
+        starts it again on the same port. RuntimeError for a server we did not start."""
+        if not self._stop:
+            raise RuntimeError(f"only a throwaway cluster can be paused, not a {self.how} one")
+        subprocess.run(self._stop, check=True, capture_output=True)
+
+    def resume(self) -> None:
+        """Start a paused throwaway cluster again (waits until it accepts connections)."""
+        if not self._start:
+            raise RuntimeError(f"only a throwaway cluster can be resumed, not a {self.how} one")
+        subprocess.run(self._start, check=True, capture_output=True)
 
     def stop(self) -> None:
         """Stop a throwaway cluster and remove its directory; nothing for the others."""
@@ -97,6 +111,15 @@ def find_or_start() -> Server:
     return _start_throwaway(initdb, pg_ctl)
 
 
+def start_throwaway() -> Server:
+    """A new throwaway cluster of our own (what step 3 starts), whatever else answers:
+    for tests that stop and start their server. RuntimeError without initdb/pg_ctl."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        raise RuntimeError("initdb/pg_ctl are not installed (apt-get install postgresql)")
+    return _start_throwaway(initdb, pg_ctl)
+
+
 def _start_throwaway(initdb: str, pg_ctl: str) -> Server:
     root = tempfile.mkdtemp(prefix="greenroom-pg-")
     data = os.path.join(root, "data")
@@ -120,22 +143,9 @@ def _start_throwaway(initdb: str, pg_ctl: str) -> Server:
             capture_output=True,
         )
         opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
-        subprocess.run(
-            [
-                *as_user,
-                pg_ctl,
-                "-D",
-                data,
-                "-o",
-                opts,
-                "-l",
-                os.path.join(root, "log"),
-                "-w",
-                "start",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        log = os.path.join(root, "log")
+        start = [*as_user, pg_ctl, "-D", data, "-o", opts, "-l", log, "-w", "start"]
+        subprocess.run(start, check=True, capture_output=True)
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(root, ignore_errors=True)
         detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
@@ -143,7 +153,8 @@ def _start_throwaway(initdb: str, pg_ctl: str) -> Server:
             f"could not start a throwaway PostgreSQL: {detail[-1] if detail else exc}"
         ) from None
     stop = [*as_user, pg_ctl, "-D", data, "stop", "-m", "fast"]
-    return Server(f"postgresql://postgres@127.0.0.1:{port}/postgres", "throwaway", stop, root)
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    return Server(url, "throwaway", stop, root, start)
 
 
 def _with_database(url: str, name: str) -> str:

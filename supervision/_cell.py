@@ -73,15 +73,18 @@ class _Cold:
         "control",
         "exit_requested",
         "host",
+        "instance_down",
         "kill",
         "last_error",
         "lot",
+        "restart_gen",
         "restart_times",
         "restarts",
         "space",
         "started_at",
         "sysq",
         "tasks",
+        "window",
     )
 
     def __init__(self) -> None:
@@ -100,6 +103,16 @@ class _Cold:
         self.host: pykka.ActorRef[Any] | None = None
         self.backoff_n = 0
         self.started_at = 0.0
+        # The current instance was shut down (on_stop ran, tasks cancelled); it
+        # waits for a restart. Cleared when a fresh instance is installed.
+        self.instance_down = False
+        # Bumped by the supervisor at every restart decision about this child and
+        # at every restart: a delayed restart scheduled at an older generation is
+        # stale and is dropped (see Supervisor._restart).
+        self.restart_gen = 0
+        # This child's own restart times, for a supervisor that keeps a restart
+        # intensity per child (Directory); ascending, see _intensity.add_restart.
+        self.window: tuple[float, ...] = ()
 
 
 class Cell:
@@ -181,6 +194,8 @@ class Cell:
         An actor that overrides neither hook is running at once, without a task.
         """
         self.actor = actor
+        if self.cold is not None:
+            self.cold.instance_down = False
         cls = type(actor)
         if cls.dispatcher == "thread":
             self.hot().host = start_host()
@@ -525,17 +540,25 @@ class Cell:
         whatever is left (drain task, owned tasks) and release its thread.
 
         ``final`` leaves the actor STOPPING (new messages dead-lettered);
-        otherwise FAILED, keeping the mailbox for a restart. If this call is
-        cancelled, the cancellation of the actor's work still happens.
+        otherwise FAILED, keeping the mailbox for a restart. An instance that
+        was already shut down (a child waiting out its backoff, taken into a
+        group restart or stopped meanwhile) is not stopped again: its
+        ``on_stop`` runs once per instance. If this call is cancelled, the
+        cancellation of the actor's work still happens.
         """
         self.state = STOPPING if final else FAILED
         self._notify_lot()
+        cold = self.cold
+        if cold is not None and cold.instance_down:
+            return
         path = self.path
         limit = math.inf if timeout is None else timeout
         if not self.active and not _needs_hook(type(self.actor), "stop"):
-            limit = 0.0 if self.cold is None or self.cold.host is None else limit
+            limit = 0.0 if cold is None or cold.host is None else limit
             if limit == 0.0:  # nothing to wait for and no on_stop: skip the cancel scope
                 self._cancel_tasks()
+                if cold is not None:
+                    cold.instance_down = True
                 return
         try:
             with trio.move_on_after(limit) as cs:
@@ -558,8 +581,9 @@ class Cell:
             if self.active and self.scope is not None:
                 self.scope.cancel()
             self._cancel_tasks()
-            cold = self.cold
-            if cold is not None and cold.host is not None:
+            cold = self.hot()
+            cold.instance_down = True
+            if cold.host is not None:
                 stop_host(cold.host)
                 cold.host = None
 

@@ -297,41 +297,69 @@ class Cell:
         structlog.contextvars.bind_contextvars(actor=self.path)
         scope = self.scope
         assert scope is not None
-        item: Any = _NOTHING
+        hand: list[Any] = [_NOTHING]  # the message _drain held when it raised
         failure: Exception | None = None
+        passing = True  # until proven otherwise, a BaseException is going up
         try:
-            with scope:
-                try:
+            try:
+                with scope:
                     if self.cold is not None and self.cold.control:
                         await self._run_control()
                     if self.state is RUNNING:
-                        await self._drain()
-                except _Interrupted as stop:
-                    item = stop.item
-                    raise stop.cancelled from None
-                except _Failure as f:
-                    item = f.item
-                    failure = f.exc
-                except Exception as exc:
-                    failure = exc
+                        await self._drain(hand)
+            except Exception as exc:
+                # An error from receive or a hook: a group of errors too, and what
+                # is left of a group once our scope has taken its Cancelled out.
+                failure = exc
+            passing = False
         finally:
             self.scope = None
             self.active = False
+            self._settle(hand[0], failure, passing=passing, cancelled=scope.cancel_called)
             self._notify_lot()
+
+    def _settle(
+        self, item: Any, failure: Exception | None, *, passing: bool, cancelled: bool
+    ) -> None:
+        """The drain task is ending: the one place that settles the message it had
+        in hand (dead letter, and the waiting ask answered) and applies a failure.
+
+        ``passing``: a BaseException that is not ours (KeyboardInterrupt, a
+        cancellation from outside the system) goes on up; the message is then
+        dead-lettered as ``interrupted`` and its ask gets ``ActorStopped``. A
+        kill wins over whatever its cancellation made ``receive`` raise. An
+        instance its supervisor is shutting down is not failed again: a message
+        it finished by raising is still ``caused_failure``, one cut short by the
+        shutdown's cancellation is ``interrupted``.
+        """
         cold = self.cold
-        if failure is not None:
-            self._fail(failure, item)
-        elif scope.cancelled_caught and cold is not None and cold.kill is not None:
+        kill = None
+        if cold is not None and cold.kill is not None:
             kill, cold.kill = cold.kill, None
+        if passing or self.state not in (STARTING, RUNNING):
+            if failure is not None and not cancelled:
+                self._record_failure(failure, item, interrupted=False)
+            elif item is not _NOTHING:
+                if failure is not None:
+                    _log.warning("error_while_stopping", actor=self.path, error=repr(failure))
+                self._undeliverable_interrupted(item)
+        elif kill is not None:
+            if failure is not None:
+                _log.warning("error_while_killed", actor=self.path, error=repr(failure))
             self._fail(kill, item, interrupted=True)
+        elif failure is not None:
+            self._fail(failure, item)
         elif item is not _NOTHING:
-            self._undeliverable_interrupted(item)
+            self._undeliverable_interrupted(item)  # cancelled in hand: not its fault
         elif not self.mailbox:
             self.mailbox = None
             self.idle_since = trio.current_time()
-        self._notify_lot()
 
-    async def _drain(self) -> None:
+    async def _drain(self, hand: list[Any]) -> None:
+        """Handle messages until the mailbox stays empty, a kernel message or exit
+        needs the drain to stop, or the state leaves RUNNING. If anything is raised
+        while a message is in hand, the message is left in ``hand[0]`` for
+        ``_settle``, whatever the exception's shape."""
         actor = self.actor
         receive = actor.receive
         host = self.cold.host if self.cold is not None else None
@@ -380,14 +408,9 @@ class Cell:
                 if n == FAIRNESS_BATCH:
                     n = 0
                     await trio.lowlevel.checkpoint()
-        except trio.Cancelled as c:
-            if item is _NOTHING:
-                raise
-            raise _Interrupted(item, c) from None
-        except Exception as exc:
-            if item is _NOTHING:
-                raise
-            raise _Failure(item, exc) from None
+        except BaseException:
+            hand[0] = item  # not handled here: _run settles it, then this goes on up
+            raise
 
     async def _attend(self, cold: _Cold) -> bool:
         """Handle kill / kernel messages / exit; False when the drain must stop."""
@@ -445,8 +468,20 @@ class Cell:
     # ------------------------------------------------------------------ failure
     def _fail(self, exc: BaseException, item: Any, *, interrupted: bool = False) -> None:
         """The actor failed: record, dead-letter the culprit, tell the supervisor."""
-        now = trio.current_time()
         self.state = FAILED
+        self._record_failure(exc, item, interrupted=interrupted)
+        parent = self.parent
+        if parent is None:
+            self.system.root_failed(exc)
+        else:
+            from ._supervisor import ChildFailed
+
+            parent.push_system(ChildFailed(self, exc))
+
+    def _record_failure(self, exc: BaseException, item: Any, *, interrupted: bool) -> None:
+        """Record ``exc`` as the last error, dead-letter ``item`` (failing its ask with
+        ActorFailed), cancel the owned tasks, log and publish the failure."""
+        now = trio.current_time()
         cold = self.hot()
         cold.last_error = ErrorInfo.capture(exc, now)
         if item is not _NOTHING:
@@ -466,13 +501,6 @@ class Cell:
         )
         self.system.emit("failed", self, cold.last_error.summary())
         self._notify_lot()
-        parent = self.parent
-        if parent is None:
-            self.system.root_failed(exc)
-        else:
-            from ._supervisor import ChildFailed
-
-            parent.push_system(ChildFailed(self, exc))
 
     def fail_from_outside(self, exc: BaseException) -> None:
         """Fail the actor as if ``receive`` had raised ``exc`` (kill, owned-task failure).
@@ -688,22 +716,6 @@ class Cell:
             tasks=len(cold.tasks) if cold else 0,
             children=kids,
         )
-
-
-class _Failure(Exception):
-    """Internal: carries the message that made ``receive`` raise out of the drain loop."""
-
-    def __init__(self, item: Any, exc: Exception) -> None:
-        self.item = item
-        self.exc = exc
-
-
-class _Interrupted(Exception):
-    """Internal: the message in hand when the drain task was cancelled."""
-
-    def __init__(self, item: Any, cancelled: trio.Cancelled) -> None:
-        self.item = item
-        self.cancelled = cancelled
 
 
 _HOOKS: dict[tuple[type, str], bool] = {}

@@ -102,7 +102,7 @@ class _Cold:
         self.last_error: ErrorInfo | None = None
         self.host: pykka.ActorRef[Any] | None = None
         self.backoff_n = 0
-        self.started_at = 0.0
+        self.started_at = 0.0  # when the current instance became RUNNING (inf: not yet)
         # The current instance was shut down (on_stop ran, tasks cancelled); it
         # waits for a restart. Cleared when a fresh instance is installed.
         self.instance_down = False
@@ -227,6 +227,9 @@ class Cell:
         cold = self.hot()
         cold.restarts += 1
         cold.restart_times.append(trio.current_time())
+        # Not running yet: until the fresh instance is RUNNING it has had no stable
+        # period, so a failure in its start hook never resets the backoff.
+        cold.started_at = math.inf
         cold.kill = None
         cold.exit_requested = False
         cold.sysq.clear()
@@ -615,9 +618,9 @@ class Cell:
                 stop_host(cold.host)
                 cold.host = None
 
-    async def stop(self, timeout: float | None) -> None:
+    async def stop(self, timeout: float | None, reason: DeadLetterReason = "stopped") -> None:
         """Stop for good (see ``shutdown_instance``); queued messages are dead-lettered
-        with reason ``stopped``, queued asks fail with ``ActorStopped``."""
+        with ``reason``, queued asks fail with ``ActorStopped``."""
         if self.state is STOPPED:
             return
         if self.state is STOPPING:
@@ -627,13 +630,13 @@ class Cell:
         try:
             await self.shutdown_instance(timeout, final=True)
         finally:
-            self._finish_stop("stopped")
+            self._finish_stop("stopped", reason)
 
-    def _finish_stop(self, event: str) -> None:
+    def _finish_stop(self, event: str, reason: DeadLetterReason = "stopped") -> None:
         self.state = STOPPED
         mb, self.mailbox = self.mailbox, None
         while mb:
-            self._undeliverable(mb.popleft(), "stopped")
+            self._undeliverable(mb.popleft(), reason)
         cold = self.cold
         if cold is not None:
             cold.sysq.clear()

@@ -263,6 +263,7 @@ class Cell:
         A checkpoint only when it has to wait. If cancelled while waiting, the
         item was not enqueued. Dead-letters if the actor is or becomes stopped.
         """
+        waited = False
         while True:
             if self.state not in _ACCEPTING:
                 self._undeliverable(item, "stopped")
@@ -270,11 +271,21 @@ class Cell:
             mb = self.mailbox
             if mb is None or len(mb) < self.capacity:
                 self.put_nowait(item)
+                if waited and self.mailbox is not None and len(self.mailbox) < self.capacity:
+                    self._space_freed()  # room is left: the next waiting sender goes on
                 return
             cold = self.hot()
             if cold.space is None:
                 cold.space = trio.lowlevel.ParkingLot()
             await cold.space.park()
+            waited = True
+
+    def _space_freed(self) -> None:
+        """Wake one sender waiting for space (woken by a pop from a full mailbox, or
+        by the sender woken before it, while room is left)."""
+        cold = self.cold
+        if cold is not None and cold.space:
+            cold.space.unpark()
 
     def _undeliverable(self, item: Any, reason: DeadLetterReason) -> None:
         if type(item) is _Ask:
@@ -367,9 +378,13 @@ class Cell:
         receive = actor.receive
         host = self.cold.host if self.cold is not None else None
         system = self.system
-        n = 0
+        # Locals, not globals, on the per-message path (the tell benchmark's budget
+        # is about 0.5 us a message; each lookup saved is a few per cent of it).
+        ask, nothing, running = _Ask, _NOTHING, RUNNING
+        was_full = self.capacity - 1  # the length right after a pop from a full mailbox
+        n = FAIRNESS_BATCH
         lingered = 0
-        item: Any = _NOTHING
+        item: Any = nothing
         try:
             while True:
                 cold = self.cold
@@ -388,11 +403,14 @@ class Cell:
                     continue
                 lingered = 0
                 item = mb.popleft()
-                if cold is not None and cold.space:
-                    cold.space.unpark()  # a sender waiting for space may go on
-                if type(item) is _Ask:
+                if len(mb) == was_full:
+                    # Senders wait for space only while the mailbox is full, so only
+                    # this pop can free one; ``put`` passes the wake-up on while room
+                    # is left. (Asking the parking lot on every pop cost ~15 % here.)
+                    self._space_freed()
+                if type(item) is ask:
                     if item.status:
-                        item = _NOTHING
+                        item = nothing
                         continue  # withdrawn by its caller before we got to it
                     item.status = 1
                     if host is None:
@@ -403,13 +421,13 @@ class Cell:
                     await receive(item)
                 else:
                     await call_on_thread(host, system, receive, item)
-                item = _NOTHING
+                item = nothing
                 self.processed += 1
-                if self.state is not RUNNING:
+                if self.state is not running:
                     return
-                n += 1
-                if n == FAIRNESS_BATCH:
-                    n = 0
+                n -= 1
+                if not n:
+                    n = FAIRNESS_BATCH
                     await trio.lowlevel.checkpoint()
         except BaseException:
             hand[0] = item  # not handled here: _run settles it, then this goes on up

@@ -26,6 +26,7 @@ from supervision import (
     ChildSpec,
     Directory,
     EntityRef,
+    MailboxFull,
     Supervisor,
     render_tree,
 )
@@ -193,3 +194,25 @@ async def test_a_key_within_its_intensity_keeps_restarting(system: ActorSystem) 
         await trio.sleep(6.0)
     assert system.inspect("/users/k").restarts == 20
     assert system.dead_letters.recent() == []
+
+
+async def test_messages_for_a_key_in_backoff_queue_within_its_bound(system: ActorSystem) -> None:
+    """Issue 10, item 5: a key waiting out its backoff takes messages into its
+    mailbox, bounded as usual: past the capacity tell_nowait raises MailboxFull (the
+    message dead-lettered mailbox_full) and tell waits for space, which the
+    restarted child makes."""
+    outage = Outage(down={"bad"})
+    await start_users(system, outage, mailbox_capacity=2)
+    bad = EntityRef(system.lookup("/users"), "bad")
+    await bad.tell(1)
+    await bad.tell(2)
+    await system.quiescent()
+    assert system.inspect("/users/bad").state == "backoff"
+    with pytest.raises(MailboxFull):
+        bad.tell_nowait(3)
+    assert [(dl.reason, dl.message) for dl in system.dead_letters.recent()] == [("mailbox_full", 3)]
+    outage.down.clear()
+    with trio.fail_after(60):
+        await bad.tell(4)  # waits until the child is back and has made room
+    await system.quiescent()
+    assert [m for k, m in outage.handled if k == "bad"] == [1, 2, 4]

@@ -47,7 +47,7 @@ PYKKA_TELL_N = 200_000
 ASK_N = 20_000
 SPAWN_N = 100_000
 RESTART_N = 2_000
-TRIO_TASK_N = 100_000
+TRIO_TASK_N = SPAWN_N  # the same count as the spawn figure: per-unit costs grow with it (GC)
 PYKKA_START_N = 1_000
 IDLE_KEY = "telegram:{}"  # keys as the application makes them (platform:user_id)
 

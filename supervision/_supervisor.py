@@ -268,12 +268,14 @@ class Supervisor(Actor):
         self, due: tuple[tuple[Cell, int], ...], error: BaseException | None
     ) -> None:
         """Restart, left to right, each child still waiting for this restart: still
-        ours, in BACKOFF or FAILED (never a live instance), and not superseded since
-        (same generation). Each waits for the previous one's start hook."""
+        ours, in BACKOFF or FAILED with its instance shut down (a live instance is
+        never replaced), and not superseded since (same generation). Each waits for
+        the previous one's start hook."""
         kids = self._kids()
         for c, gen in due:
             cold = c.hot()
-            if kids.get(c.name) is c and c.state in _WAITING and cold.restart_gen == gen:
+            waiting = c.state in _WAITING and cold.instance_down
+            if kids.get(c.name) is c and waiting and cold.restart_gen == gen:
                 cold.restart_gen += 1  # consumed: a duplicate of this restart is stale
                 c.restart(error)
                 await c.wait_until(lambda x: x.state is not STARTING)

@@ -9,8 +9,10 @@ from typing import Any, Literal
 
 import structlog
 
+#: Why a message was not delivered. ``restart_limit``: it was queued for a
+#: Directory child that exceeded its own restart intensity and was removed.
 DeadLetterReason = Literal[
-    "stopped", "unknown_path", "caused_failure", "mailbox_full", "interrupted"
+    "stopped", "unknown_path", "caused_failure", "mailbox_full", "interrupted", "restart_limit"
 ]
 
 _log = structlog.get_logger("greenroom.deadletters")

@@ -8,6 +8,15 @@ dropped; the next message builds a fresh one, which reloads from storage in
 is passivated. Refs from ``get_or_spawn`` are valid while the child is live;
 :class:`EntityRef` re-resolves the key at every send and survives passivation.
 
+Restarts are per key. A failed child waits out its own exponential backoff
+(``backoff``, by default 0.1 s doubling to 30 s with jitter, reset after 30 s
+of stable running) while messages told to it queue in its bounded mailbox, and
+``max_restarts``/``within_s`` count that key's own restarts: a key that
+exceeds them is stopped and removed (its queued messages are dead-lettered
+with reason ``restart_limit``; the next message activates a fresh child). No
+key's failures fail the Directory: one user's restart loop (a database that is
+down, a poison state) cannot end every other user's actor.
+
 The LRU order is the insertion order of the children dict: a touch moves the
 key to the end. One sweeper task (an owned task, present only while there are
 children) walks the front of that order, so sweeping costs O(passivations), not
@@ -24,14 +33,15 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import trio
 
+from ._backoff import Backoff
 from ._cell import RUNNING, STARTING, STOPPED, Cell
 from ._errors import ActorStopped
+from ._intensity import add_restart, exceeded
 from ._spec import ChildSpec, RestartType, validate_capacity, validate_name, validate_timeout
 from ._supervisor import Supervisor
 
 if TYPE_CHECKING:
     from ._actor import AnyActor
-    from ._backoff import Backoff
     from ._ref import ActorRef
     from ._tasks import TaskHandle
 
@@ -40,14 +50,19 @@ _log = structlog.get_logger("greenroom.directory")
 #: How many busy children at the front of the LRU order eviction looks past.
 EVICTION_SCAN = 64
 
+#: A Directory child's restart backoff unless told otherwise: a key failing in
+#: ``on_start`` (its database is down) retries at most every 30 s, not in a hot loop.
+DEFAULT_BACKOFF = Backoff(min_s=0.1, max_s=30.0, jitter=0.2, reset_after_s=30.0)
+
 
 class Directory(Supervisor):
     """Keyed dynamic children built by ``factory(key)``; see the module docstring.
 
-    One user's failures restart that user's actor only (``one_for_one``);
-    ``max_restarts``/``within_s`` count over all children, so the defaults are
-    generous. ``idle_timeout_s=None`` disables passivation; ``max_live=None``
-    disables the cap.
+    One user's failures restart that user's actor only (``one_for_one``), after
+    that child's own ``backoff`` (default :data:`DEFAULT_BACKOFF`; ``NO_BACKOFF``
+    restarts at once). ``max_restarts``/``within_s`` are each key's own restart
+    intensity: past it the key is removed, never the Directory failed.
+    ``idle_timeout_s=None`` disables passivation; ``max_live=None`` disables the cap.
     """
 
     def __init__(
@@ -59,9 +74,9 @@ class Directory(Supervisor):
         restart: RestartType = "permanent",
         shutdown_timeout_s: float | None = -1.0,
         mailbox_capacity: int | None = None,
-        max_restarts: int = 100,
+        max_restarts: int = 10,
         within_s: float = 10.0,
-        backoff: Backoff | None = None,
+        backoff: Backoff | None = DEFAULT_BACKOFF,
     ) -> None:
         super().__init__((), max_restarts=max_restarts, within_s=within_s, backoff=backoff)
         validate_timeout("idle_timeout_s", idle_timeout_s)
@@ -166,6 +181,31 @@ class Directory(Supervisor):
                 await trio.sleep_until(next_due)
         finally:
             self._sweeper = None
+
+    # ------------------------------------------------------------------ per-key intensity
+    def _intensity_exceeded(self, cell: Cell, now: float) -> bool:
+        """Count a restart of ``cell``'s key in that key's own window."""
+        cold = cell.hot()
+        cold.window = add_restart(cold.window, now, self.within_s, self.max_restarts)
+        return exceeded(cold.window, self.max_restarts)
+
+    async def _give_up(self, cell: Cell, error: BaseException | None) -> None:
+        """One key exceeded its intensity: stop and remove that child only (its
+        queued messages are dead-lettered ``restart_limit``). The Directory goes on;
+        the next message for the key activates a fresh child with a fresh window."""
+        _log.error(
+            "directory_key_removed",
+            actor=self.path,
+            child=cell.path,
+            max_restarts=self.max_restarts,
+            within_s=self.within_s,
+            error=repr(error),
+        )
+        await cell.stop(self.shutdown_timeout(cell), reason="restart_limit")
+        kids = self._kids()
+        if kids.get(cell.name) is cell:
+            del kids[cell.name]
+        self._passivating.discard(cell.name)
 
     async def _system_receive(self, msg: Any) -> None:
         cell = getattr(msg, "cell", None)

@@ -16,13 +16,14 @@ import trio
 
 from ._actor import Actor
 from ._backoff import Backoff
-from ._cell import FAILED, STARTING, STOPPED, Cell
+from ._cell import BACKOFF, FAILED, STARTING, STOPPED, Cell
 from ._errors import SupervisorGaveUp
 from ._intensity import add_restart, exceeded
 from ._spec import STRATEGIES, ChildSpec, ExitReason, Strategy, should_restart, validate_timeout
 
 if TYPE_CHECKING:
     from ._ref import ActorRef
+    from ._tasks import TaskHandle
 
 _log = structlog.get_logger("greenroom.supervisor")
 
@@ -44,9 +45,15 @@ class ChildExited:
 
 @dataclass(frozen=True, slots=True)
 class RestartDue:
-    """Kernel message: the backoff of these children is over."""
+    """Kernel message: the backoff of these children is over.
 
-    cells: tuple[Cell, ...]
+    Each child comes with the restart generation it was scheduled at: a later
+    restart decision about that child (a group restart that took it in) makes
+    this one stale, and it is dropped for that child (OTP cancels the pending
+    restart; a generation also covers a message already queued).
+    """
+
+    cells: tuple[tuple[Cell, int], ...]
     error: BaseException | None
 
 
@@ -86,6 +93,8 @@ class Supervisor(Actor):
         self.within_s = float(within_s)
         self.backoff = backoff if backoff is not None else Backoff(min_s=0.0, max_s=0.0, jitter=0.0)
         self._restarts: tuple[float, ...] = ()
+        # Delayed restarts not yet due: the timer task and the children it restarts.
+        self._delayed: dict[TaskHandle, tuple[Cell, ...]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     async def on_start(self) -> None:
@@ -166,19 +175,11 @@ class Supervisor(Actor):
             kids.pop(cell.name, None)
             return
         now = trio.current_time()
-        self._restarts = add_restart(self._restarts, now, self.within_s, self.max_restarts)
-        if exceeded(self._restarts, self.max_restarts):
-            last = error if error is not None else RuntimeError(f"{cell.path} exited")
-            _log.error(
-                "supervisor_gave_up",
-                actor=self.path,
-                child=cell.path,
-                max_restarts=self.max_restarts,
-                within_s=self.within_s,
-            )
-            await self.stop_children()
-            raise SupervisorGaveUp(self.path, self.max_restarts, self.within_s, last)
+        if self._intensity_exceeded(cell, now):
+            await self._give_up(cell, error)
+            return
         group = self._group(cell)
+        self._supersede(group)
         for c in reversed(group):
             await c.shutdown_instance(self.shutdown_timeout(c), final=False)
         restart: list[Cell] = []
@@ -188,17 +189,43 @@ class Supervisor(Actor):
                 kids.pop(c.name, None)
             else:
                 restart.append(c)
+        due = tuple((c, c.hot().restart_gen) for c in restart)
         delay = self._delay(cell, now)
         _log.info(
             "child_restarting", actor=self.path, child=cell.path, reason=reason, delay_s=delay
         )
         if delay <= 0:
-            await self._restart(tuple(restart), error)
+            await self._restart(due, error)
             return
         for c in restart:
             c.enter_backoff()
-        self.spawn_task(self._restart_later, delay, tuple(restart), error, name="backoff")
+        handle = self.spawn_task(self._restart_later, delay, due, error, name="backoff")
+        self._delayed[handle] = tuple(restart)
 
+    # ------------------------------------------------------------------ intensity
+    def _intensity_exceeded(self, cell: Cell, now: float) -> bool:
+        """Count one more restart at ``now``; True if that exceeds the intensity.
+
+        A Supervisor keeps one window for all its children (OTP); a Directory
+        overrides this to keep one per key.
+        """
+        self._restarts = add_restart(self._restarts, now, self.within_s, self.max_restarts)
+        return exceeded(self._restarts, self.max_restarts)
+
+    async def _give_up(self, cell: Cell, error: BaseException | None) -> None:
+        """The intensity was exceeded by ``cell``'s exit: stop every child and fail."""
+        last = error if error is not None else RuntimeError(f"{cell.path} exited")
+        _log.error(
+            "supervisor_gave_up",
+            actor=self.path,
+            child=cell.path,
+            max_restarts=self.max_restarts,
+            within_s=self.within_s,
+        )
+        await self.stop_children()
+        raise SupervisorGaveUp(self.path, self.max_restarts, self.within_s, last)
+
+    # ------------------------------------------------------------------ restarts
     def _group(self, cell: Cell) -> list[Cell]:
         kids = list(self._kids().values())
         match self.strategy:
@@ -210,6 +237,21 @@ class Supervisor(Actor):
                 return kids[kids.index(cell) :]
         raise AssertionError(self.strategy)  # pragma: no cover
 
+    def _supersede(self, group: list[Cell]) -> None:
+        """A new restart decision about ``group``: every delayed restart pending for
+        one of them is stale. Its generation is bumped (a RestartDue already queued
+        is dropped for it) and a timer that only served these children is cancelled.
+        Not a checkpoint, so no timer fires between the decision and this."""
+        members = set(group)
+        for c in group:
+            c.hot().restart_gen += 1
+        for handle, cells in list(self._delayed.items()):
+            if handle.done:
+                del self._delayed[handle]
+            elif members.issuperset(cells):
+                handle.cancel()
+                del self._delayed[handle]
+
     def _delay(self, cell: Cell, now: float) -> float:
         cold = cell.hot()
         n = 0 if now - cold.started_at >= self.backoff.reset_after_s else cold.backoff_n
@@ -217,14 +259,27 @@ class Supervisor(Actor):
         return self.backoff.delay(n, cell.system.rng)
 
     async def _restart_later(
-        self, delay: float, cells: tuple[Cell, ...], error: BaseException | None
+        self, delay: float, due: tuple[tuple[Cell, int], ...], error: BaseException | None
     ) -> None:
         await trio.sleep(delay)
-        self._cell.push_system(RestartDue(cells, error))
+        self._cell.push_system(RestartDue(due, error))
 
-    async def _restart(self, cells: tuple[Cell, ...], error: BaseException | None) -> None:
+    async def _restart(
+        self, due: tuple[tuple[Cell, int], ...], error: BaseException | None
+    ) -> None:
+        """Restart, left to right, each child still waiting for this restart: still
+        ours, in BACKOFF or FAILED with its instance shut down (a live instance is
+        never replaced), and not superseded since (same generation). Each waits for
+        the previous one's start hook."""
         kids = self._kids()
-        for c in cells:
-            if kids.get(c.name) is c and c.state is not STOPPED:
+        for c, gen in due:
+            cold = c.hot()
+            waiting = c.state in _WAITING and cold.instance_down
+            if kids.get(c.name) is c and waiting and cold.restart_gen == gen:
+                cold.restart_gen += 1  # consumed: a duplicate of this restart is stale
                 c.restart(error)
                 await c.wait_until(lambda x: x.state is not STARTING)
+
+
+#: Child states a restart may replace: the instance is down, waiting for it.
+_WAITING = frozenset({BACKOFF, FAILED})

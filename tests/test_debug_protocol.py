@@ -134,10 +134,19 @@ async def test_types_stats_and_dead_letters(live: Live) -> None:
     letters = await client.result("dead_letters", limit=10)
     [letter] = [d for d in letters if d["path"] == "/users/dead:1"]
     assert letter["reason"] == "caused_failure" and letter["type"] == "kernel.Pong"
+    before = await client.result("stats")
+    n = 25  # messages processed by /debug between the two readings
+    for i in range(n):
+        await client.result("ask", path="/debug", type="kernel.Ping", body={"note": str(i)})
     stats = await client.result("stats")
     assert stats["actors"] >= 4 and stats["uptime_s"] > 0 and stats["rss_bytes"] > 0
     assert set(stats["loop_lag_ms"]) == {"last", "max"} and stats["debug_connections"] >= 1
-    assert stats["messages_per_s"] >= 0
+    # the rate is the processed count's change over the time between the readings
+    moved = stats["processed"] - before["processed"]
+    assert moved >= n
+    window = stats["uptime_s"] - before["uptime_s"]
+    assert window > 0 and stats["messages_per_s"] > 0
+    assert stats["messages_per_s"] == pytest.approx(moved / window, rel=0.05)
     await client.aclose()
 
 

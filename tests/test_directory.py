@@ -268,7 +268,8 @@ async def test_a_busy_child_does_not_shield_idle_children_from_passivation(
 
 
 async def test_a_failing_child_restarts_alone(system: ActorSystem) -> None:
-    """one_for_one in a Directory: a failing child is restarted; its siblings keep their state."""
+    """one_for_one in a Directory: a failing child is restarted after its own backoff
+    (in state backoff meanwhile); its siblings keep their state."""
     world = World()
     await start_directory(system, world, idle_timeout_s=None)
     users = system.lookup("/users")
@@ -277,6 +278,9 @@ async def test_a_failing_child_restarts_alone(system: ActorSystem) -> None:
     with pytest.raises(ActorFailed):
         await EntityRef(users, "b").ask("boom")
     await system.quiescent()
+    assert system.inspect("/users/b").state == "backoff"
+    await trio.sleep(0.2)  # the first delay: 0.1 s plus at most 20 % jitter
+    assert system.inspect("/users/b").state == "running"
     assert system.inspect("/users/b").restarts == 1
     assert [system.inspect(f"/users/{k}").restarts for k in "ac"] == [0, 0]
     assert await EntityRef(users, "a").ask("inc") == 2  # in-memory state kept

@@ -295,3 +295,36 @@ async def test_snapshot_reports_state_depth_and_errors(system: ActorSystem) -> N
     assert (g.state, g.mailbox_depth, g.mailbox_capacity, g.cls) == ("running", 1, 7, "Gate")
     assert tree.to_dict()["children"][0]["path"] == "/g"
     gate.set()
+
+
+async def test_every_sender_waiting_for_space_gets_through(system: ActorSystem) -> None:
+    """Backpressure with many senders: eight tasks each tell one message, and three
+    more tell three each, into a mailbox of capacity 2 while the actor is held; once
+    it goes on, every message is handled, each sender's in order, and no sender is
+    left waiting (a pop from a full mailbox wakes one sender, which passes the
+    wake-up on while room is left: senders that have nothing more to send never
+    fill the mailbox again for the others)."""
+    gate, handled = trio.Event(), []
+    ref = await add(system, ChildSpec("g", lambda: Gate(gate, handled), mailbox_capacity=2))
+    await ref.tell("wait")
+    await trio.testing.wait_all_tasks_blocked()
+    done: list[str] = []
+    counts = {name: 1 for name in "abcdefgh"} | {name: 3 for name in "xyz"}
+
+    async def sender(name: str) -> None:
+        for i in range(counts[name]):
+            await ref.tell((name, i))
+        done.append(name)
+
+    with trio.fail_after(100):
+        async with trio.open_nursery() as nursery:
+            for name in counts:
+                nursery.start_soon(sender, name)
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(done) <= 2 and system.inspect("/g").mailbox_depth == 2
+            gate.set()
+    assert sorted(done) == sorted(counts)
+    await system.quiescent()
+    assert len(handled) == 1 + sum(counts.values())
+    for name, count in counts.items():
+        assert [m for m in handled if m[0] == name] == [(name, i) for i in range(count)]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 import trio
 
 from supervision import (
+    Actor,
     ActorFailed,
     ActorSystem,
     Backoff,
@@ -138,7 +141,7 @@ async def test_intensity_exceeded_escalates_through_two_levels(system: ActorSyst
         await fail(system, "/outer/inner/w")  # 2nd within 10 s: inner gives up
         info = system.inspect("/outer/inner")
         assert info.restarts == 1  # outer restarted inner
-        assert info.last_error is None or info.last_error.type == "SupervisorGaveUp"
+        assert info.last_error is not None and info.last_error.type == "SupervisorGaveUp"
         await fail(system, "/outer/inner/w")
         await fail(system, "/outer/inner/w")  # inner gives up again: outer's 2nd restart
         seen = []
@@ -154,8 +157,9 @@ async def test_intensity_exceeded_escalates_through_two_levels(system: ActorSyst
     kinds = [(e.kind, e.path) for e in seen]
     assert ("failed", "/outer/inner") in kinds and ("failed", "/outer") in kinds
     assert ("restarted", "/outer") in kinds
-    # each give-up stopped the worker before the supervisor failed
-    assert j.of("stopped").count("w") >= 4
+    # w stopped once per restart of its own and once per give-up (which stopped it
+    # before inner failed), each instance once: 2 restarts + 2 give-ups
+    assert j.of("stopped").count("w") == 4
     assert system.inspect("/outer/inner/w").state == "running"
 
 
@@ -264,3 +268,33 @@ async def test_a_failing_child_does_not_disturb_another_subtree(system: ActorSys
         await probe.expect(str)
     assert system.inspect("/right/b").restarts == 0
     assert system.inspect("/right").restarts == 0
+
+
+class NeverRestarts(Actor):
+    """Fails on any message; every restart of it fails in on_restart (its database is down)."""
+
+    attempts: ClassVar[list[float]] = []
+
+    async def on_restart(self, error: BaseException) -> None:
+        NeverRestarts.attempts.append(trio.current_time())
+        raise ConnectionError("still down")
+
+    async def receive(self, msg: object) -> object:
+        raise RuntimeError("down")
+
+
+async def test_backoff_keeps_growing_for_a_child_failing_in_its_start(system: ActorSystem) -> None:
+    """Issue 10, item 5: a child whose restarts keep failing in on_restart never runs
+    stably, so its delays double up to max_s and stay there, past reset_after_s. The
+    old code measured the stable period from the child's last good start, so once
+    reset_after_s had passed every delay dropped back to min_s: a hot loop."""
+    NeverRestarts.attempts.clear()
+    backoff = Backoff(min_s=1.0, max_s=4.0, jitter=0.0, reset_after_s=5.0)
+    sup = Supervisor([ChildSpec("n", NeverRestarts)], max_restarts=100, backoff=backoff)
+    await start(system, "s", sup)
+    t0 = trio.current_time()
+    await system.lookup("/s/n").tell("fail")
+    await trio.sleep(30.0)
+    times = [round(t - t0, 6) for t in NeverRestarts.attempts]
+    assert times == [1.0, 3.0, 7.0, 11.0, 15.0, 19.0, 23.0, 27.0]
+    assert system.inspect("/s").state == "running"

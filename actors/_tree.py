@@ -88,10 +88,13 @@ def build_root(settings: Settings, store: Store, brain: Brain) -> Callable[[], S
         )
 
     def users() -> Directory:
+        # Each user's thread backs off on its own (a database outage fails every
+        # thread's start; none may exhaust a budget the others share).
         return Directory(
             lambda key: UserThread(key, threads),
             idle_timeout_s=settings.users.idle_timeout_s,
             max_live=settings.users.max_live,
+            backoff=backoff,
         )
 
     async def audit(record: dict[str, Any]) -> None:

@@ -74,8 +74,8 @@ async def test_run_starts_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     started, stopped = await run_until_started(tmp_path)
     doors = {e["door"] for e in started if e["event"] == "door_not_started"}
     assert doors == {"telegram", "nostr", "lnbits"}
-    # root, storage, brain, users, connectors, connectors/http, debug
-    assert [e["actors"] for e in started if e["event"] == "started"] == [7]
+    # root, storage, brain, users, connectors, connectors/http, reconciler, debug
+    assert [e["actors"] for e in started if e["event"] == "started"] == [8]
     assert [e["signal"] for e in stopped if e["event"] == "stopping"] == ["SIGTERM"]
     assert tmp_path.is_dir()
 

@@ -46,6 +46,7 @@ def test_public_names_are_pinned() -> None:
             "PACKAGED_CONFIG",
             "SECRET_ENV",
             "ConfigError",
+            "ReconcilerSettings",
             "Settings",
             "effective_config",
             "load_settings",

@@ -104,6 +104,7 @@ async def test_doors_killed_and_failing_mid_send_lose_nothing_and_send_nothing_t
         "/brain": 0,
         "/users": 0,
         "/connectors": 0,
+        "/reconciler": 0,
         "/debug": 0,
     }
     for user in app.system.snapshot("/users").children:

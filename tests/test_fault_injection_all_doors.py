@@ -145,7 +145,9 @@ async def test_three_doors_hurt_in_turn_answer_everything_once(world: World) -> 
     feed = await web.http.get("/api/events", params={"after": 0}, headers=web.auth)
     assert [e["text"] for e in feed.json()["events"]] == answers["web"]
     restarts = {child.path: child.restarts for child in world.system.snapshot().children}
-    assert restarts == {"/storage": 0, "/brain": 0, "/users": 0, "/connectors": 0, "/debug": 0}
+    assert restarts == {
+        "/storage": 0, "/brain": 0, "/users": 0, "/connectors": 0, "/reconciler": 0, "/debug": 0,
+    }  # fmt: skip
     assert all(u.restarts == 0 for u in world.system.snapshot("/users").children)
     assert {d: world.system.inspect(d).restarts for d in DOORS} == {d: 3 for d in DOORS}
     for client in clients:

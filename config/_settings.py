@@ -184,6 +184,15 @@ class UsersSettings(_Section):
     max_live: int = Field(100_000, ge=1)
 
 
+class StorageSettings(_Section):
+    """``[storage]``: watching the database this process owns."""
+
+    # How often /storage checks that this process still owns the database; a
+    # process that lost it to another ends within one interval. At most an
+    # hour: two processes answering the same users for longer is no watch.
+    ownership_check_s: float = Field(30.0, gt=0, le=3600)
+
+
 _TELEGRAM_UPDATES = ("message", "edited_message", "callback_query")
 
 
@@ -405,6 +414,7 @@ class Settings(BaseSettings):
     kernel: KernelSettings = KernelSettings()
     supervision: SupervisionSettings = SupervisionSettings()
     users: UsersSettings = UsersSettings()
+    storage: StorageSettings = StorageSettings()
     telegram: TelegramSettings = TelegramSettings()
     nostr: NostrSettings = NostrSettings()
     anthropic: AnthropicSettings = AnthropicSettings()

@@ -3,6 +3,17 @@
 ``run`` opens the Store (applying migrations, requeueing jobs a crash left
 running), starts the tree, stays up until SIGINT/SIGTERM, stops the tree in
 order, then closes the Store.
+
+Exit statuses of ``greenroom run``:
+
+- 0: stopped by SIGINT or SIGTERM;
+- 1: the root supervisor failed (a subtree gave up);
+- 2: it could not start (bad config, database unreachable, or owned by
+  another greenroom process: one line on stderr, from ``bin/greenroom``);
+- 3: it lost the database to another process while running (``/storage``
+  logged ``ownership_lost`` naming the holder; see ``actors._storage``). The
+  tree was stopped in order. A process manager that restarts it gets status 2
+  for as long as the other process owns the database.
 """
 
 from __future__ import annotations
@@ -15,13 +26,16 @@ import trio
 
 from actors.brain import Brain
 from config import Settings
-from storage import Store, open_store
+from storage import DatabaseInUse, Store, open_store
 from supervision import ActorSystem, EntityRef, open_system
 
 from ._tree import build_root
 from ._users import GAVE_UP, MAX_ATTEMPTS
 
 _log = structlog.get_logger("greenroom.run")
+
+#: ``greenroom run``'s exit status after losing the database to another process.
+EXIT_OWNERSHIP_LOST = 3
 
 
 def _database_url(settings: Settings) -> str | None:
@@ -38,7 +52,8 @@ async def migrate(settings: Settings) -> list[int]:
 
 
 async def run(settings: Settings) -> int:
-    """Run the application until a signal (exit status 0) or a root failure (1).
+    """Run the application until a signal (exit status 0), a root failure (1) or
+    the loss of the database to another process (3; see the module docstring).
 
     On SIGINT or SIGTERM the tree is stopped in order, each child within its
     shutdown timeout, before this returns. Raises ``storage.StoreUnavailable``
@@ -106,15 +121,17 @@ async def _run_tree(settings: Settings, store: Store, brain: Brain) -> int:
                 actors=system.stats()["actors"],
                 resumed_jobs=resumed,
             )
-            failed = False
+            exit_status = 0
             async with trio.open_nursery() as nursery:
 
                 async def watch_root() -> None:
-                    nonlocal failed
+                    nonlocal exit_status
                     try:
                         await system.wait()
+                    except DatabaseInUse:
+                        exit_status = EXIT_OWNERSHIP_LOST  # /storage said so, in one line
                     except Exception as exc:
-                        failed = True
+                        exit_status = 1
                         _log.critical("root_supervisor_failed", error=str(exc))
                     nursery.cancel_scope.cancel()
 
@@ -123,5 +140,5 @@ async def _run_tree(settings: Settings, store: Store, brain: Brain) -> int:
                     _log.info("stopping", signal=signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
                     break
-    _log.info("stopped", status=1 if failed else 0)
-    return 1 if failed else 0
+    _log.info("stopped", status=exit_status)
+    return exit_status

@@ -123,7 +123,12 @@ def build_root(settings: Settings, store: Store, brain: Brain) -> Callable[[], S
                 # Left to right: what a child needs is started before it;
                 # connectors after users (an inbound message has a thread to
                 # go to) and stopped before them.
-                ChildSpec("storage", lambda: StorageActor(store)),
+                ChildSpec(
+                    "storage",
+                    lambda: StorageActor(
+                        store, check_interval_s=settings.storage.ownership_check_s
+                    ),
+                ),
                 ChildSpec("brain", lambda: BrainActor(brain)),
                 ChildSpec("users", users),
                 ChildSpec("connectors", connectors),

@@ -194,6 +194,15 @@ class ReconcilerSettings(_Section):
     batch: int = Field(500, ge=1)  # jobs and replies looked at per sweep
 
 
+class StorageSettings(_Section):
+    """``[storage]``: watching the database this process owns."""
+
+    # How often /storage checks that this process still owns the database; a
+    # process that lost it to another ends within one interval. At most an
+    # hour: two processes answering the same users for longer is no watch.
+    ownership_check_s: float = Field(30.0, gt=0, le=3600)
+
+
 _TELEGRAM_UPDATES = ("message", "edited_message", "callback_query")
 
 
@@ -416,6 +425,7 @@ class Settings(BaseSettings):
     supervision: SupervisionSettings = SupervisionSettings()
     users: UsersSettings = UsersSettings()
     reconciler: ReconcilerSettings = ReconcilerSettings()
+    storage: StorageSettings = StorageSettings()
     telegram: TelegramSettings = TelegramSettings()
     nostr: NostrSettings = NostrSettings()
     anthropic: AnthropicSettings = AnthropicSettings()

@@ -4,6 +4,10 @@ The connection lives on a :class:`supervision.BlockingThread` (the kernel's
 thread dispatcher), the single writer; the trio loop only ever waits for it.
 ``synchronous=FULL``: a commit that returned survives a power cut, not only a
 process crash; group commit is what pays for the fsync.
+
+Ownership is a flock on ``<file>.lock``: it cannot be lost while this process
+keeps the descriptor open, so there is no session to watch as on Postgres;
+``check_ownership`` watches that the lock file is still the one locked.
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ class SqliteBackend:
         self.target = str(path)
         self._thread = thread
         self._conn = conn
-        self._lock_fd: int | None = None
+        self._lock_fd: int | None = None  # the open lock file holding the flock
+        self._lost: DatabaseInUse | None = None  # final once set (see check_ownership)
 
     @classmethod
     async def open(cls, path: Path, system: ActorSystem | None = None) -> SqliteBackend:
@@ -106,30 +111,71 @@ class SqliteBackend:
     async def take_ownership(self) -> None:
         """Hold an exclusive lock (``<file>.lock``, flock) until :meth:`aclose`.
 
-        Raises DatabaseInUse naming the process that holds it. Not a checkpoint
-        in effect (flock with LOCK_NB never waits).
+        Raises DatabaseInUse naming the process that holds it (and, after a
+        loss, that loss again; see :meth:`check_ownership`); StoreUnavailable
+        when the lock file cannot be made. Not a checkpoint in effect (flock
+        with LOCK_NB never waits).
         """
-        if self._lock_fd is not None:
-            return
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise DatabaseInUse(
-                self.target, f"another greenroom process (pid {holder}) has it open"
-            ) from None
-        except BaseException:
-            os.close(fd)
-            raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
+        if self._lost is not None:
+            raise self._lost
+        if self._lock_fd is None:
+            self._lock_fd = _lock(self._lock_path, self.target, "has it open")
 
     async def check_ownership(self) -> None:
-        """Nothing to check: the flock lasts as long as this process holds the file."""
+        """Make sure this process still owns the database (after :meth:`take_ownership`).
+
+        The flock itself cannot be lost: nobody can break or steal it while
+        this process keeps its file descriptor open, and no server session
+        carries it. What can go is the lock *file*: removed or replaced (an
+        operator clearing "stale" locks, a wiped data directory), a second
+        process would lock a new file at the same path and both would run. So
+        this compares the file at the path with the one locked:
+
+        - the same file: nothing to do (the usual case; two ``stat`` calls);
+        - none, or another that nobody holds and no other process wrote its
+          pid into: lock the file at the path (this process owns it again);
+        - another that a process holds, or that another process wrote its pid
+          into (it owned the database meanwhile, and may have requeued this
+          process's running jobs, even if it has gone since): raise
+          DatabaseInUse naming that pid. Final: every later call raises it
+          again.
+
+        StoreUnavailable when the lock file cannot be made (the data
+        directory is gone); the next call tries again. A no-op before
+        :meth:`take_ownership`. Not a checkpoint in effect.
+        """
+        if self._lost is not None:
+            raise self._lost
+        fd = self._lock_fd
+        if fd is None:
+            return
+        mine = os.fstat(fd)
+        try:
+            there: os.stat_result | None = os.stat(self._lock_path)
+        except FileNotFoundError:
+            there = None
+        if there is not None and (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino):
+            return
+        _log.warning(
+            "ownership_lock_file_replaced", path=str(self._lock_path), missing=there is None
+        )
+        written = "" if there is None else _written_pid(self._lock_path)
+        try:
+            self._lock_fd = _lock(self._lock_path, self.target, "took it over")
+        except DatabaseInUse as exc:
+            self._lost = exc
+            raise
+        os.close(fd)  # the old file's lock guarded nothing any more
+        if written not in ("", str(os.getpid())):
+            self._lost = DatabaseInUse(
+                self.target, f"another greenroom process (pid {written}) took it over"
+            )
+            raise self._lost
+        _log.info("ownership_regained", target=self.target)
+
+    @property
+    def _lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
 
     async def migrate(self) -> list[int]:
         """Apply the migrations not yet applied; return their versions (empty: up to date)."""
@@ -177,6 +223,37 @@ class SqliteBackend:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
+
+
+def _lock(path: Path, target: str, verb: str) -> int:
+    """Open (creating) ``path`` and flock it without waiting; write our pid into it;
+    return the descriptor. DatabaseInUse "another greenroom process (pid N) <verb>"
+    when another process holds it; StoreUnavailable when it cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreUnavailable(target, f"cannot open {path}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DatabaseInUse(target, f"another greenroom process (pid {holder}) {verb}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _written_pid(path: Path) -> str:
+    """The pid a lock file holds as text ("" when empty or unreadable)."""
+    try:
+        with path.open("rb") as f:
+            return f.read(32).decode(errors="replace").strip()
+    except OSError:
+        return ""
 
 
 def _statements(script: str) -> list[str]:

@@ -65,8 +65,15 @@ __all__ = ["TelegramConnector"]
 _UNSENT_BATCH = 500
 #: The first retry delay after a conflict or an outage; doubled up to the configured cap.
 _BACKOFF_MIN_S = 1.0
-#: sendChatAction calls in flight at most; more are skipped (typing is a nicety).
-_MAX_TYPING = 32
+#: sendChatAction calls in flight at most; more are skipped (typing is a nicety, and
+#: httpx's pool scans every connection per request: a big pool costs each call).
+_MAX_TYPING = 8
+#: Seconds one sendChatAction shows "typing" for (Bot API: "5 seconds or less"); a
+#: chat shown it less than this ago is not sent another (rejected: one per message,
+#: which at 1,000 messages/s was a quarter of the door's time, for nothing seen).
+_TYPING_S = 5.0
+#: Chats remembered for that before old entries are pruned.
+_TYPING_CHATS = 10_000
 
 
 class TelegramConnector(Actor):
@@ -107,6 +114,7 @@ class TelegramConnector(Actor):
             "ingested": 0, "duplicate": 0, "callback": 0, "ignored": 0,
         }  # fmt: skip
         self.typing = 0  # sendChatAction calls in flight
+        self._typing_since: dict[str, float] = {}  # chat -> trio time of its last one
         self._enriching = trio.CapacityLimiter(self.conf.max_enrichments)
 
     async def on_start(self) -> None:
@@ -235,9 +243,17 @@ class TelegramConnector(Actor):
             self.log.error("received_not_told", thread=key, error="mailbox full")
 
     def _typing(self, chat_id: str) -> None:
-        """Show "typing" in the chat, best effort, never more than _MAX_TYPING at once."""
+        """Show "typing" in the chat, best effort: once per _TYPING_S per chat, never
+        more than _MAX_TYPING calls at once. Not a checkpoint."""
+        now = trio.current_time()
         if self.api is None or self.typing >= _MAX_TYPING:
             return
+        if now - self._typing_since.get(chat_id, -_TYPING_S) < _TYPING_S:
+            return  # still showing
+        if len(self._typing_since) >= _TYPING_CHATS:
+            cutoff = now - _TYPING_S
+            self._typing_since = {c: t for c, t in self._typing_since.items() if t > cutoff}
+        self._typing_since[chat_id] = now
         self.typing += 1
         self.spawn_task(self._send_typing, self.api, chat_id, name=f"typing-{chat_id}")
 

@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 import structlog
 import trio
+import trio.testing
 
 from actors.connectors.telegram import BotIdentity, Incoming, TelegramConnector, parse_update
 from protocols import Inbound, Received
-from protocols.telegram import to_inbound
+from protocols.telegram import TelegramStored, to_inbound
 from storage import NotFound, Store, open_store
 from supervision import Actor, ActorSystem, ChildSpec, Directory, Supervisor
 from tests.fake_telegram import BOT, FakeTelegram
@@ -255,3 +256,40 @@ async def test_held_messages_of_one_chat_are_handed_over_in_order(
     assert [r.message_id for r in told] == [first, second]
     assert [r.text.split("\n")[0] for r in told] == ["one", "two"]
     assert vision.calls == 2
+
+
+async def test_typing_is_shown_once_per_chat_while_it_lasts(
+    system: ActorSystem, tmp_path: Path, sqlite: Store
+) -> None:
+    """Issue 10, item 8: "typing" is a best-effort nicety after the 200. One
+    sendChatAction shows it for about 5 s, so a chat is sent one per 5 s, not one
+    per message (at 1,000 messages/s one per message was a quarter of the door's
+    time); every message is still handed over."""
+    tg = FakeTelegram()
+    threads = await start_door(system, tmp_path, tg, sqlite, Vision())
+    await tg.wait_calls("setWebhook", 1, within=None)
+    door = system.lookup("/telegram")
+
+    def stored(n: int, chat: str) -> TelegramStored:
+        return TelegramStored(
+            update_id=n,
+            message_id=n,
+            thread_id=1,
+            chat_id=chat,
+            user_id=chat,
+            created=True,
+            job_id=n,
+            queued=True,
+            text="hi",
+        )
+
+    for n, chat in enumerate(["4242", "4242", "77", "4242"], start=1):
+        await door.tell(stored(n, chat))
+    await threads.wait(4)
+    await trio.testing.wait_all_tasks_blocked()
+    assert sorted(c.params["chat_id"] for c in tg.of("sendChatAction")) == ["4242", "77"]
+    await trio.sleep(5.0)  # virtual: the first "typing" has faded
+    await door.tell(stored(5, "4242"))
+    await threads.wait(5)
+    calls = await tg.wait_calls("sendChatAction", 3, within=None)
+    assert [c.params for c in calls][2] == {"chat_id": "4242", "action": "typing"}

@@ -122,8 +122,13 @@ class Enricher:
             with trio.CancelScope(shield=True):
                 await self.store.release_held(message_id, message.text)
             return None
+        done = [a for a in message.artifacts if a.kind in _OUTCOMES]
         if parsed.media is None:
             text = message.text
+        elif done:
+            # An attempt finished before a crash: its outcome stands, no second download.
+            self.reused += 1
+            text = text_of(parsed, done[0].kind, done[0].content)
         elif attempt > self.max_attempts:
             self.gave_up += 1
             self.log.warning(
@@ -141,10 +146,8 @@ class Enricher:
         return result.received(parsed.user_id)
 
     async def _text(self, message: StoredMessage, inc: Incoming) -> str:
-        done = [a for a in message.artifacts if a.kind in _OUTCOMES]
-        if done:
-            self.reused += 1  # an attempt finished before a crash: no second download
-            return text_of(inc, done[0].kind, done[0].content)
+        """Download, then transcribe or describe; store the outcome as the one
+        artifact of this attempt and return the message text it gives."""
         assert inc.media is not None
         if inc.media.kind == "photo":
             kind, content = await self._photo(inc, inc.media)

@@ -264,6 +264,10 @@ async def approve(
 _TELEGRAM = "/connectors/telegram"
 
 
+def _malformed() -> ApiError:
+    return ApiError(400, "malformed_update", "the body is not a storable JSON object")
+
+
 def _telegram_busy() -> ApiError:
     return ApiError(503, "busy", "the Telegram door is not ready; retry", {"Retry-After": "5"})
 
@@ -337,13 +341,12 @@ async def telegram_webhook(request: Request) -> Response:
     # Constant time, on bytes: compare_digest refuses non-ASCII str.
     if not hmac.compare_digest(given.encode(), secret.get_secret_value().encode()):
         raise ApiError(401, "unauthorized", "wrong or missing X-Telegram-Bot-Api-Secret-Token")
-    malformed = ApiError(400, "malformed_update", "the body is not a storable JSON object")
     try:
         body = json.loads(await request.body())
     except ValueError:
-        raise malformed from None
+        raise _malformed() from None
     if not isinstance(body, dict):
-        raise malformed
+        raise _malformed()
     try:
         ref = door.system.lookup(_TELEGRAM)
         parsed = parse_update(body, await _telegram_bot(request, ref, door))
@@ -360,7 +363,7 @@ async def telegram_webhook(request: Request) -> Response:
         try:
             update = TelegramUpdate(update=body)
         except ValidationError:
-            raise malformed from None
+            raise _malformed() from None
         # Answered once the update is durable: a 200 from here lets Telegram forget it.
         outcome = await ref.ask(update, timeout=door.ask_timeout_s)
     except (KernelError, UnknownPath):

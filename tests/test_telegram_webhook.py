@@ -241,3 +241,14 @@ async def test_a_question_after_a_photo_waits_for_its_description(world: World) 
     assert photo_job is not None and photo_job.status == "canceled"
     assert "A red bicycle by a wall." in str(world.llm.requests[0].body["messages"])
     assert world.llm.pending() == {}
+
+
+async def test_bodies_the_route_refuses_store_nothing(world: World) -> None:
+    """The route parses untrusted input before it stores: a JSON array and a message
+    storage cannot hold (a NUL) are 400, as before, and nothing is stored."""
+    ada = world.tg.user()
+    for body in ([], world.tg.message(ada, "nul \x00 here")):
+        with trio.fail_after(HANG_S):
+            answer = await world.http.post("/telegram/webhook", json=body, headers=GOOD)
+        assert answer.status_code == 400 and answer.json()["error"] == "malformed_update"
+    assert await world.store.get_thread("telegram", "4242") is None

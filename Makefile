@@ -58,6 +58,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python ops/bench/storage.py
 	$(BIN)/python ops/bench/http_door.py
 	$(BIN)/python ops/bench/conversation.py
+	$(BIN)/python ops/bench/webhook.py
 
 clean:
 	rm -rf $(VENV) .venv-nostr-relay .mypy_cache .ruff_cache

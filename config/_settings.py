@@ -222,6 +222,10 @@ class TelegramSettings(_Section):
     max_file_bytes: int = Field(20 << 20, ge=1)  # voice/photo downloads (Bot API max: 20 MB)
     stt_base_url: str = ""  # OpenAI-compatible .../v1 for /audio/transcriptions; "" = off
     stt_model: str = Field("whisper-1", min_length=1)
+    enrich_timeout_s: float = Field(60.0, gt=0)  # each step: download; transcript or description
+    max_enrichments: int = Field(4, ge=1)  # media messages enriched at once
+    enrich_attempts: int = Field(3, ge=1)  # crash-interrupted starts, then it goes on unenriched
+    resume_interval_s: float = Field(60.0, gt=0)  # how often unworked held messages are sought
 
     @field_validator("api_base")
     @classmethod

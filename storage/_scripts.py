@@ -979,3 +979,125 @@ def ping(d: Dialect) -> Script[bool]:
     """A round trip to the database."""
     rows = yield Q("SELECT 1 AS one")
     return bool(rows and rows[0]["one"] == 1)
+
+
+# ---------------------------------------------------------------- held inbound messages
+# A held message is stored without a job until its door has enriched it
+# (a voice note's transcript, a photo's description): nothing claims,
+# recovers or re-dispatches it meanwhile. One connector_state row per held
+# message marks it (namespace _HELD, key: the message id, value: how many
+# enrichment attempts began), so a restarted door finds what a crash left.
+_HELD = "held"
+
+
+def ingest_held(
+    d: Dialect, m: Inbound, now: datetime
+) -> Script[tuple[StoredMessage, ThreadRecord, bool]]:
+    """Store an inbound message held (no job) with its marker; a known key is
+    returned as stored, changing nothing but the user's and thread's stamps."""
+    ts = d.ts(now)
+    user_ids = yield from _upsert_users(d, [m], ts)
+    thread = (yield from _upsert_threads(d, [m], ts))[(m.platform, m.chat_id)]
+    inserted = yield Q(
+        "INSERT INTO chat_messages (role, thread_id, user_id, author, text, "
+        "platform_message_id, idempotency_key, raw, created_at, sent_at) "
+        "VALUES ('user', $1, $2, $3, $4, $5, $6, $7, $8, $9) "
+        f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_MSG}",
+        (
+            thread.id,
+            user_ids[(m.platform, m.user_id)],
+            m.author,
+            m.text,
+            m.message_id,
+            m.idempotency_key,
+            d.json(m.raw),
+            ts,
+            d.ts(m.sent_at) if m.sent_at is not None else None,
+        ),
+    )
+    if inserted:
+        yield Q(
+            "INSERT INTO connector_state (connector, key, value, updated_at) "
+            "VALUES ($1, $2, '0', $3)",
+            (_HELD, str(inserted[0]["id"]), ts),
+        )
+        return _message(d, inserted[0]), thread, True
+    rows = yield Q(
+        f"SELECT {_MSG} FROM chat_messages WHERE idempotency_key = $1", (m.idempotency_key,)
+    )
+    return _message(d, rows[0]), thread, False
+
+
+def held_messages(d: Dialect, platform: str, limit: int) -> Script[list[tuple[int, str]]]:
+    """(message id, chat id) of the platform's held messages, oldest first."""
+    rows = yield Q(
+        # The CASE keeps Postgres from casting other connectors' keys ("offset"),
+        # whatever order its plan evaluates the join and the filter in.
+        "SELECT m.id, t.chat_id FROM connector_state s "
+        "JOIN chat_messages m "
+        "ON m.id = CAST(CASE WHEN s.connector = $1 THEN s.key END AS BIGINT) "
+        "JOIN chat_threads t ON t.id = m.thread_id "
+        "WHERE s.connector = $1 AND t.platform = $2 ORDER BY m.id LIMIT $3",
+        (_HELD, platform, limit),
+    )
+    return [(int(r["id"]), str(r["chat_id"])) for r in rows]
+
+
+def begin_held(
+    d: Dialect, message_id: int, now: datetime
+) -> Script[tuple[StoredMessage, int] | None]:
+    """Count one more enrichment attempt of a held message; return it (with its
+    artifacts) and the attempt's number, or None when it is not held."""
+    rows = yield Q(
+        "UPDATE connector_state SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT), "
+        "updated_at = $3 WHERE connector = $1 AND key = $2 RETURNING value",
+        (_HELD, str(message_id), d.ts(now)),
+    )
+    if not rows:
+        return None
+    message = yield from get_message(d, message_id)
+    return message, int(rows[0]["value"])
+
+
+def release_held(d: Dialect, message_id: int, text: str, now: datetime) -> Script[IngestResult]:
+    """End a message's hold: set its text and create its job, queued, or canceled
+    when a newer message of its thread already has one (the newest message wins,
+    as a thread's claim decides). Released before: the record as it is."""
+    ts = d.ts(now)
+    held = yield Q(
+        "DELETE FROM connector_state WHERE connector = $1 AND key = $2 RETURNING key",
+        (_HELD, str(message_id)),
+    )
+    row = _one(
+        (yield Q(f"SELECT {_MSG} FROM chat_messages WHERE id = $1", (message_id,))),
+        "message",
+        message_id,
+    )
+    jobs = yield Q(f"SELECT {_JOB} FROM reactive_jobs WHERE message_id = $1", (message_id,))
+    created = bool(held) and not jobs
+    if created:
+        newer = yield Q(
+            "SELECT 1 AS one FROM reactive_jobs WHERE message_id > $1 AND thread_id = $2 LIMIT 1",
+            (message_id, row["thread_id"]),
+        )
+        status, error = ("canceled", "superseded by a newer message") if newer else ("queued", None)
+        jobs = yield Q(
+            "INSERT INTO reactive_jobs (thread_id, message_id, status, mode, payload, "
+            "error, created_at, updated_at) VALUES ($1, $2, $3, 'chat', $4, $5, $6, $6) "
+            f"RETURNING {_JOB}",
+            (row["thread_id"], message_id, status, d.json({}), error, ts),
+        )
+        updated = yield Q(
+            f"UPDATE chat_messages SET text = $2 WHERE id = $1 RETURNING {_MSG}",
+            (message_id, text),
+        )
+        row = updated[0]
+    elif not jobs:
+        raise NotFound("held message", message_id)
+    trows = yield Q(f"SELECT {_THREAD} FROM chat_threads WHERE id = $1", (row["thread_id"],))
+    return IngestResult(
+        message=_message(d, row),
+        job=_job(d, jobs[0]),
+        thread=_thread(d, trows[0]),
+        created=created,
+    )

@@ -568,6 +568,47 @@ class Store:
         _check_limit("limit", limit)
         return await self._run(s.audit_entries, limit, action)  # type: ignore[no-any-return]
 
+    # ------------------------------------------------------------ held inbound messages
+    # A message a door must enrich before its thread reads it (a voice note's
+    # transcript, a photo's description) is stored held: durable and
+    # deduplicated like any inbound message, but without a job, so nothing
+    # claims, recovers or re-dispatches it until the door releases it.
+    async def ingest_held(self, inbound: Inbound) -> tuple[StoredMessage, ThreadRecord, bool]:
+        """Store ``inbound`` held (no job yet); return (message, thread, created).
+
+        Idempotent on ``inbound.idempotency_key`` like :meth:`ingest`: a second
+        delivery returns the first record with ``created`` False, held or
+        released. Durable when it returns. Not group-committed (one
+        transaction per call): held messages are the rare, slow kind. A
+        message's key must be ingested one way only: :meth:`ingest` of a held
+        message's key raises.
+        """
+        return await self._run(s.ingest_held, inbound, self._clock())  # type: ignore[no-any-return]
+
+    async def held_messages(self, platform: str, *, limit: int = 100) -> list[tuple[int, str]]:
+        """(message id, chat id) of ``platform``'s held messages, oldest first: what a
+        door restarted after a crash must still enrich."""
+        _check_limit("limit", limit)
+        return await self._run(s.held_messages, platform, limit)  # type: ignore[no-any-return]
+
+    async def begin_held(self, message_id: int) -> tuple[StoredMessage, int] | None:
+        """Count one more enrichment attempt of a held message and return it (with
+        its artifacts: what an earlier attempt already produced) and the attempt's
+        number, 1 for the first; None when it is not held (released, or never)."""
+        return await self._run(s.begin_held, message_id, self._clock())  # type: ignore[no-any-return]
+
+    async def release_held(self, message_id: int, text: str) -> IngestResult:
+        """End a message's hold in one transaction: its text becomes ``text`` and its
+        job is created, queued, or already canceled when a newer message of the
+        same thread has a job (the newest message wins, as a thread's claim
+        decides, whatever order the jobs were made in). ``created`` says whether
+        this call released it; a second call returns the record unchanged.
+        NotFound for a message that has neither a hold nor a job; ValueError for
+        text storage refuses.
+        """
+        _check_storable(text=text)
+        return await self._run(s.release_held, message_id, text, self._clock())  # type: ignore[no-any-return]
+
 
 @asynccontextmanager
 async def open_store(

@@ -1,11 +1,14 @@
-"""Handling one update: store it, hand it to its user's thread, or answer a button press.
+"""Handling one update the door fetched (polling) or was asked with (``TelegramUpdate``).
 
-:meth:`Intake.handle` returns only once the update is durable (ingested, or
-its ignoring recorded) or fully answered (a button press): the poller
-advances its offset and the webhook answers 200 after it, never before.
-A second delivery of an update (same ``update_id``) is ``created=False`` in
-storage and wakes nobody. Storage errors propagate: the connector fails and
-restarts, and the update comes again.
+:meth:`Intake.handle` returns only once the update is durable (its message
+stored, or its ignoring recorded) or fully answered (a button press): the
+poller advances its offset after it, never before. A message is stored as
+the webhook route stores it (``to_inbound``: a text message with its queued
+job, a media message held) and then given to ``stored`` as the
+:class:`TelegramStored` the route would tell, so both paths hand over,
+enrich and count alike. A second delivery of an update (same ``update_id``)
+is ``created=False`` in storage: no download, no model call. Storage errors
+propagate: the connector fails and restarts, and the update comes again.
 """
 
 from __future__ import annotations
@@ -13,9 +16,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from pydantic import ValidationError
-
-from protocols import ApprovalResult, Approve, Inbound, user_key
+from protocols import ApprovalResult, Approve, user_key
+from protocols.telegram import (
+    PLATFORM,
+    BotIdentity,
+    Callback,
+    Ignored,
+    Incoming,
+    TelegramStored,
+    parse_update,
+    to_inbound,
+)
 from storage import Store
 from supervision import (
     ActorFailed,
@@ -26,15 +37,11 @@ from supervision import (
     UnknownPath,
 )
 
-from .._route import hand_off
 from ._api import BotApi
 from ._errors import TelegramError
-from ._stt import Transcriber, TranscriptionFailed
-from ._updates import BotIdentity, Callback, Ignored, Incoming, parse_update
 
-__all__ = ["ANSWERS", "PLATFORM", "Intake", "Outcome"]
+__all__ = ["ANSWERS", "Intake", "Outcome", "store_incoming"]
 
-PLATFORM = "telegram"
 Outcome = Literal["ingested", "duplicate", "callback", "ignored"]
 #: answerCallbackQuery texts, by what became of the OK.
 ANSWERS = {
@@ -44,14 +51,36 @@ ANSWERS = {
     "not_found": "Not found",
     "busy": "Busy, please press again in a moment",
 }
-NO_STT = "[voice message: speech-to-text is not configured, so I could not listen to it]"
-STT_FAILED = "[voice message: it could not be transcribed]"
 
 
-#: ``describe(user_key, image, media_type)``: what an image shows (``description``,
-#: ``text``, ``objects``), or None when it could not be described. Called for the
-#: largest size of every photo; the tree passes the brain's ``describe_image``.
-Describer = Callable[[str, bytes, str], Awaitable[dict[str, Any] | None]]
+async def store_incoming(
+    store: Store, inc: Incoming, update: dict[str, Any]
+) -> TelegramStored | Ignored:
+    """Store ``inc`` as the webhook route does (see ``protocols.telegram``); the
+    :class:`TelegramStored` to act on, or :class:`Ignored` when it is unstorable.
+    Durable when it returns; raises what the Store raises."""
+    inbound = to_inbound(inc, update)
+    if isinstance(inbound, Ignored):
+        return inbound
+    if inc.media is None:
+        result = await store.ingest(inbound)
+        message, thread, created = result.message, result.thread, result.created
+        job_id: int | None = result.job.id
+        queued = result.job.status == "queued"
+    else:
+        message, thread, created = await store.ingest_held(inbound)
+        job_id, queued = None, False
+    return TelegramStored(
+        update_id=inc.update_id,
+        message_id=message.id,
+        thread_id=thread.id,
+        chat_id=inc.chat_id,
+        user_id=inc.user_id,
+        created=created,
+        job_id=job_id,
+        queued=queued,
+        text=message.text,
+    )
 
 
 class Intake:
@@ -64,9 +93,8 @@ class Intake:
         system: ActorSystem,
         bot: BotIdentity,
         *,
-        transcriber: Transcriber | None,
-        describe: Describer | None = None,
-        max_file_bytes: int,
+        stored: Callable[[TelegramStored], Awaitable[None]],
+        counts: dict[Outcome, int],
         ask_timeout_s: float,
         log: Any,
     ) -> None:
@@ -74,112 +102,31 @@ class Intake:
         self.store = store
         self.system = system
         self.bot = bot
-        self.transcriber = transcriber
-        self.describe = describe
-        self.max_file_bytes = max_file_bytes
+        self.stored = stored
         self.ask_timeout_s = ask_timeout_s
         self.log = log
-        self.counts: dict[Outcome, int] = {
-            "ingested": 0, "duplicate": 0, "callback": 0, "ignored": 0,
-        }  # fmt: skip
+        self.counts = counts  # the door's: messages the webhook route stored count here too
 
     async def handle(self, update: Any) -> Outcome:
         """Act on one raw update; see the module docstring. A checkpoint."""
         parsed = parse_update(update, self.bot)
         match parsed:
             case Incoming():
-                outcome = await self._incoming(parsed, update)
+                stored = await store_incoming(self.store, parsed, update)
+                if isinstance(stored, Ignored):
+                    await self._ignore(stored, {})
+                    self.counts["ignored"] += 1
+                    return "ignored"
+                await self.stored(stored)  # counts it as ingested or duplicate
+                return "ingested" if stored.created else "duplicate"
             case Callback():
                 await self._callback(parsed)
-                outcome = "callback"
+                outcome: Outcome = "callback"
             case Ignored():
                 await self._ignore(parsed, update)
                 outcome = "ignored"
         self.counts[outcome] += 1
         return outcome
-
-    # ------------------------------------------------------------------ messages
-    async def _incoming(self, inc: Incoming, update: dict[str, Any]) -> Outcome:
-        text, artifact = inc.text, None
-        if inc.media is not None:
-            text, artifact = await self._media(inc)
-        try:
-            inbound = Inbound(
-                platform=PLATFORM,
-                chat_id=inc.chat_id,
-                user_id=inc.user_id,
-                message_id=f"u{inc.update_id}",
-                text=text,
-                author=inc.author,
-                sent_at=inc.sent_at,
-                raw=update,
-            )
-        except ValidationError as exc:
-            why = exc.errors()[0].get("msg", "invalid")
-            await self._ignore(Ignored(inc.update_id, "message", f"unstorable: {why}"), {})
-            return "ignored"
-        result = await self.store.ingest(inbound)
-        if not result.created:
-            self.log.info("telegram_duplicate_update", update_id=inc.update_id)
-            return "duplicate"
-        if artifact is not None:
-            kind, content = artifact
-            await self.store.add_artifact(result.message.id, kind, content)
-        await hand_off(self.system, result, inc.user_id, timeout_s=self.ask_timeout_s, text=text)
-        try:
-            await self.api.send_chat_action(inc.chat_id, "typing")
-        except TelegramError as exc:  # a nicety: never worth a retry
-            self.log.info("telegram_typing_failed", chat_id=inc.chat_id, error=str(exc))
-        return "ingested"
-
-    async def _media(self, inc: Incoming) -> tuple[str, tuple[Any, dict[str, Any]] | None]:
-        """The message text for a voice/audio/photo message, and its artifact."""
-        media = inc.media
-        assert media is not None
-        caption = inc.text.strip()
-        if media.kind == "photo":
-            return await self._photo(inc, caption)
-        if self.transcriber is None:
-            return _join(caption, NO_STT), None
-        try:
-            audio, path = await self.api.download(media.file_id, self.max_file_bytes)
-            transcript = await self.transcriber.transcribe(
-                audio, path.rsplit("/", 1)[-1] or "voice.ogg", media.mime_type
-            )
-        except (TelegramError, TranscriptionFailed) as exc:
-            self.log.warning(
-                "telegram_transcription_failed", update_id=inc.update_id, error=str(exc)
-            )
-            return _join(caption, STT_FAILED), None
-        content = {"text": transcript, "file_id": media.file_id, "kind": media.kind, **media.meta}
-        return _join(caption, transcript or "[voice message: silence]"), (
-            "voice_transcript",
-            content,
-        )
-
-    async def _photo(
-        self, inc: Incoming, caption: str
-    ) -> tuple[str, tuple[Any, dict[str, Any]] | None]:
-        """The largest size, described by a vision model into an ``image_json``
-        artifact; without a describer (or when it fails) only its metadata is kept."""
-        media = inc.media
-        assert media is not None
-        meta = {"file_id": media.file_id, "file_size": media.file_size, **media.meta}
-        if self.describe is not None:
-            try:
-                image, _ = await self.api.download(media.file_id, self.max_file_bytes)
-            except TelegramError as exc:
-                self.log.warning("telegram_photo_download_failed", update_id=inc.update_id,
-                                 error=str(exc))  # fmt: skip
-            else:
-                # Telegram re-encodes every photo as JPEG.
-                described = await self.describe(
-                    user_key(PLATFORM, inc.user_id), image, "image/jpeg"
-                )
-                if described is not None:
-                    text = _join(caption, f"[photo: {described['description']}]")
-                    return text, ("image_json", {**described, **meta})
-        return caption or "[photo]", ("file_meta", {"kind": "photo", **meta})
 
     # ------------------------------------------------------------------ the OK button
     async def _callback(self, cb: Callback) -> None:
@@ -224,7 +171,3 @@ class Intake:
             )
         except ValueError:  # the raw update holds what storage refuses (NUL...)
             await self.store.audit(PLATFORM, "telegram.ignored_update", detail)
-
-
-def _join(caption: str, text: str) -> str:
-    return f"{caption}\n\n{text}" if caption else text

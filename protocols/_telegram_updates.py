@@ -19,6 +19,10 @@ Ignored (stored raw by the connector, never answered): channel posts,
 ``my_chat_member`` and every other update kind, messages from bots, group
 messages not addressed to the bot, messages with nothing the door reads
 (stickers, locations...).
+
+:func:`to_inbound` turns an :class:`Incoming` into the ``chat.Inbound`` that
+is stored: the same one whoever stores it (the HTTP door's webhook route or
+the Telegram door's poller), so a redelivery through either is one message.
 """
 
 from __future__ import annotations
@@ -27,7 +31,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-__all__ = ["BotIdentity", "Callback", "Ignored", "Incoming", "Media", "parse_update"]
+from pydantic import ValidationError
+
+from .chat import Inbound
+
+__all__ = [
+    "PLATFORM",
+    "BotIdentity",
+    "Callback",
+    "Ignored",
+    "Incoming",
+    "Media",
+    "parse_update",
+    "placeholder",
+    "to_inbound",
+]
+
+#: The platform name of every Telegram message (``chat.Inbound.platform``).
+PLATFORM = "telegram"
+#: What a media message says until its enrichment (transcript, description) replaces it.
+_PENDING = {"voice": "[voice message]", "audio": "[audio]", "photo": "[photo]"}
 
 _GROUPS = ("group", "supergroup")
 
@@ -53,7 +76,10 @@ class Media:
 
 @dataclass(frozen=True)
 class Incoming:
-    """A message to ingest (``chat.Inbound`` with ``message_id`` ``u<update_id>``)."""
+    """A message to ingest (``chat.Inbound`` with ``message_id`` ``u<update_id>``).
+
+    With ``media`` it is stored *held*: without a job until the door has
+    enriched it (transcript, image description) and released it."""
 
     update_id: int
     chat_id: str
@@ -236,3 +262,33 @@ def parse_update(update: Any, bot: BotIdentity) -> Incoming | Callback | Ignored
         return _callback(update_id, update["callback_query"])
     kinds = [k for k in update if k != "update_id"]
     return Ignored(update_id, kinds[0] if kinds else "empty", "not handled by this door")
+
+
+def placeholder(inc: Incoming) -> str:
+    """The text stored for ``inc`` on arrival: its text, or for a media message its
+    caption and a marker (``[photo]``) that enrichment later replaces."""
+    if inc.media is None:
+        return inc.text
+    caption = inc.text.strip()
+    marker = _PENDING[inc.media.kind]
+    return f"{caption}\n\n{marker}" if caption else marker
+
+
+def to_inbound(inc: Incoming, update: dict[str, Any]) -> Inbound | Ignored:
+    """The ``chat.Inbound`` to store for ``inc`` (``raw`` is the whole ``update``,
+    ``message_id`` ``u<update_id>``), or :class:`Ignored` when storage could not
+    hold it (a NUL in the text...). Never raises."""
+    try:
+        return Inbound(
+            platform=PLATFORM,
+            chat_id=inc.chat_id,
+            user_id=inc.user_id,
+            message_id=f"u{inc.update_id}",
+            text=placeholder(inc),
+            author=inc.author,
+            sent_at=inc.sent_at,
+            raw=update,
+        )
+    except ValidationError as exc:
+        why = exc.errors()[0].get("msg", "invalid")
+        return Ignored(inc.update_id, "message", f"unstorable: {why}")

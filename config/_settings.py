@@ -188,7 +188,10 @@ class ReconcilerSettings(_Section):
     """``[reconciler]``: the periodic sweep for work no restart picked up."""
 
     interval_s: float = Field(30.0, gt=0)  # between sweeps
-    queued_after_s: float = Field(120.0, gt=0)  # a job queued this long goes to its thread again
+    # A job queued this long goes to its thread again: more than a Telegram photo's
+    # enrichment bound (2 x [telegram] enrich_timeout_s), or a text queued behind
+    # a photo in its chat is answered before the photo's description exists.
+    queued_after_s: float = Field(180.0, gt=0)
     unsent_after_s: float = Field(30.0, gt=0)  # a reply unsent this long goes to its door again
     max_resends: int = Field(5, ge=1)  # per job or reply and process, then it waits for a restart
     batch: int = Field(500, ge=1)  # jobs and replies looked at per sweep

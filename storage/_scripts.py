@@ -1076,16 +1076,19 @@ def release_held(d: Dialect, message_id: int, text: str, now: datetime) -> Scrip
     jobs = yield Q(f"SELECT {_JOB} FROM reactive_jobs WHERE message_id = $1", (message_id,))
     created = bool(held) and not jobs
     if created:
+        # Newer by the same author in the same chat: in a group another member's
+        # message supersedes nothing of this one (jobs are the chat's and the author's).
         newer = yield Q(
-            "SELECT 1 AS one FROM reactive_jobs WHERE message_id > $1 AND thread_id = $2 LIMIT 1",
-            (message_id, row["thread_id"]),
+            "SELECT 1 AS one FROM reactive_jobs WHERE message_id > $1 AND thread_id = $2 "
+            "AND user_id IS NOT DISTINCT FROM $3 LIMIT 1",
+            (message_id, row["thread_id"], row["user_id"]),
         )
         status, error = ("canceled", "superseded by a newer message") if newer else ("queued", None)
         jobs = yield Q(
-            "INSERT INTO reactive_jobs (thread_id, message_id, status, mode, payload, "
-            "error, created_at, updated_at) VALUES ($1, $2, $3, 'chat', $4, $5, $6, $6) "
+            "INSERT INTO reactive_jobs (thread_id, user_id, message_id, status, mode, payload, "
+            "error, created_at, updated_at) VALUES ($1, $2, $3, $4, 'chat', $5, $6, $7, $7) "
             f"RETURNING {_JOB}",
-            (row["thread_id"], message_id, status, d.json({}), error, ts),
+            (row["thread_id"], row["user_id"], message_id, status, d.json({}), error, ts),
         )
         updated = yield Q(
             f"UPDATE chat_messages SET text = $2 WHERE id = $1 RETURNING {_MSG}",

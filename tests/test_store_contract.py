@@ -710,7 +710,8 @@ async def test_a_postgres_owner_whose_session_died_takes_the_database_back(
                     "SELECT pg_terminate_backend(pid, 5000) FROM pg_locks "
                     "WHERE locktype = 'advisory' AND classid = 0 AND objid = $1 AND granted "
                     # This test's database only: other databases' owners are not ours.
-                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                    "AND database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())",
                     0x67726F77,
                 )
             finally:

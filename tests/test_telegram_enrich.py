@@ -82,6 +82,23 @@ async def test_a_held_message_released_after_a_newer_one_is_born_superseded(stor
     assert [j.id for j in await store.claim_jobs(10)] == [question.job.id, other.job.id]
 
 
+async def test_in_a_group_a_held_photo_is_its_authors_work(store: Store) -> None:
+    """Issue 10 item 2 with item 8: a released job belongs to its author (the old
+    release made a job with no author, which its author's thread could not claim),
+    and another member's newer message does not supersede it."""
+    alice = Inbound(platform="telegram", chat_id="g", user_id="alice", message_id="u1")
+    photo, _, _ = await store.ingest_held(alice)
+    bob = await store.ingest(
+        Inbound(platform="telegram", chat_id="g", user_id="bob", message_id="u2", text="hi")
+    )
+    released = await store.release_held(photo.id, "[photo: a cat]")
+    assert released.job.status == "queued"
+    [mine] = await store.claim_jobs(10, thread_id=bob.thread.id, author="telegram:alice")
+    assert mine.id == released.job.id
+    [theirs] = await store.claim_jobs(10, thread_id=bob.thread.id, author="telegram:bob")
+    assert theirs.id == bob.job.id
+
+
 async def test_releasing_what_was_never_held(store: Store) -> None:
     """A plain inbound message is "released" as it is; a reply (no job) is NotFound."""
     plain = await store.ingest(inbound(1, text="hi"))

@@ -1,15 +1,20 @@
-"""What every door does with a stored message: hand it to its author's thread."""
+"""What the doors share: handing a stored message to its author's thread, and storing
+a Telegram message (the Telegram door's poller and the HTTP door's webhook route
+both do, and neither imports the other)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import structlog
 import trio
 
 from protocols import user_key
-from storage import IngestResult
+from protocols.telegram import Ignored, Incoming, TelegramStored, to_inbound
+from storage import IngestResult, Store
 from supervision import ActorSystem, EntityRef, KernelError, UnknownPath, correlated
 
-__all__ = ["hand_off"]
+__all__ = ["hand_off", "store_telegram"]
 
 _log = structlog.get_logger("greenroom.connectors")
 
@@ -39,3 +44,34 @@ async def hand_off(
             _log.error("received_not_told", thread=key, error=repr(exc))
     if cs.cancelled_caught:
         _log.error("received_not_told", thread=key, error="mailbox full")
+
+
+async def store_telegram(
+    store: Store, inc: Incoming, update: dict[str, Any]
+) -> TelegramStored | Ignored:
+    """Store a Telegram message (see ``protocols.telegram``): a text message with its
+    queued job (group-committed), a media message held until its door enriched it.
+    The :class:`TelegramStored` to act on, or :class:`Ignored` when it is
+    unstorable. Durable when it returns; raises what the Store raises."""
+    inbound = to_inbound(inc, update)
+    if isinstance(inbound, Ignored):
+        return inbound
+    if inc.media is None:
+        result = await store.ingest(inbound)
+        message, thread, created = result.message, result.thread, result.created
+        job_id: int | None = result.job.id
+        queued = result.job.status == "queued"
+    else:
+        message, thread, created = await store.ingest_held(inbound)
+        job_id, queued = None, False
+    return TelegramStored(
+        update_id=inc.update_id,
+        message_id=message.id,
+        thread_id=thread.id,
+        chat_id=inc.chat_id,
+        user_id=inc.user_id,
+        created=created,
+        job_id=job_id,
+        queued=queued,
+        text=message.text,
+    )

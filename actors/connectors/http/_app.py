@@ -38,16 +38,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from protocols.telegram import (
     BotIdentity,
     Identify,
-    Ignored,
     Incoming,
     TelegramStored,
     TelegramUpdate,
     parse_update,
-    to_inbound,
 )
-from storage import StorageError, Store
+from storage import StorageError
 from supervision import ActorRef, KernelError, UnknownPath
 
+from .._route import store_telegram
 from ._asgi import DoorMiddleware
 from ._door import Door, storage_error
 from ._errors import ApiError
@@ -289,36 +288,6 @@ async def _telegram_bot(request: Request, ref: ActorRef, door: Door) -> BotIdent
     return bot
 
 
-async def _telegram_store(
-    store: Store, inc: Incoming, update: dict[str, Any]
-) -> TelegramStored | Ignored:
-    """Store ``inc`` as the Telegram door's poller does (its ``store_incoming``:
-    the HTTP door imports no connector code, so these lines are its copy): a text
-    message with its queued job, a media message held until enriched."""
-    inbound = to_inbound(inc, update)
-    if isinstance(inbound, Ignored):
-        return inbound
-    if inc.media is None:
-        result = await store.ingest(inbound)
-        message, thread, created = result.message, result.thread, result.created
-        job_id: int | None = result.job.id
-        queued = result.job.status == "queued"
-    else:
-        message, thread, created = await store.ingest_held(inbound)
-        job_id, queued = None, False
-    return TelegramStored(
-        update_id=inc.update_id,
-        message_id=message.id,
-        thread_id=thread.id,
-        chat_id=inc.chat_id,
-        user_id=inc.user_id,
-        created=created,
-        job_id=job_id,
-        queued=queued,
-        text=message.text,
-    )
-
-
 _OK = b'{"ok":true}'
 
 
@@ -356,7 +325,7 @@ async def telegram_webhook(request: Request) -> Response:
                 door.counters.rejected_busy += 1
                 raise _telegram_busy()  # before anything is stored: Telegram retries
             # to_inbound checks that storage can hold it (else: Ignored, asked below).
-            stored = await _telegram_store(door.store, parsed, body)
+            stored = await store_telegram(door.store, parsed, body)
             if isinstance(stored, TelegramStored):
                 await _tell_telegram(ref, stored, door.ask_timeout_s)
                 return Response(_OK, media_type="application/json")

@@ -277,19 +277,7 @@ class TelegramConnector(Actor):
             fresh = [p for p in batch if p.message.id not in seen]
             for pending in fresh:
                 seen.add(pending.message.id)
-                raw = pending.message.raw
-                kind = raw.get("kind")
-                approval = raw.get("approval_id")
-                self._queue(
-                    Deliver(
-                        message_id=pending.message.id,
-                        platform=PLATFORM,
-                        chat_id=pending.chat_id,
-                        text=pending.message.text,
-                        kind=kind if kind in ("ack", "reply", "notice", "error") else "reply",
-                        approval_id=approval if isinstance(approval, int) else None,
-                    )
-                )
+                self._queue(pending.deliver())
             if fresh:
                 self.log.info("telegram_unsent_requeued", count=len(fresh))
             if len(batch) < _UNSENT_BATCH or not fresh:

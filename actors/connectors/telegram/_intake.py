@@ -25,7 +25,6 @@ from protocols.telegram import (
     Incoming,
     TelegramStored,
     parse_update,
-    to_inbound,
 )
 from storage import Store
 from supervision import (
@@ -37,10 +36,11 @@ from supervision import (
     UnknownPath,
 )
 
+from .._route import store_telegram
 from ._api import BotApi
 from ._errors import TelegramError
 
-__all__ = ["ANSWERS", "Intake", "Outcome", "store_incoming"]
+__all__ = ["ANSWERS", "Intake", "Outcome"]
 
 Outcome = Literal["ingested", "duplicate", "callback", "ignored"]
 #: answerCallbackQuery texts, by what became of the OK.
@@ -51,36 +51,6 @@ ANSWERS = {
     "not_found": "Not found",
     "busy": "Busy, please press again in a moment",
 }
-
-
-async def store_incoming(
-    store: Store, inc: Incoming, update: dict[str, Any]
-) -> TelegramStored | Ignored:
-    """Store ``inc`` as the webhook route does (see ``protocols.telegram``); the
-    :class:`TelegramStored` to act on, or :class:`Ignored` when it is unstorable.
-    Durable when it returns; raises what the Store raises."""
-    inbound = to_inbound(inc, update)
-    if isinstance(inbound, Ignored):
-        return inbound
-    if inc.media is None:
-        result = await store.ingest(inbound)
-        message, thread, created = result.message, result.thread, result.created
-        job_id: int | None = result.job.id
-        queued = result.job.status == "queued"
-    else:
-        message, thread, created = await store.ingest_held(inbound)
-        job_id, queued = None, False
-    return TelegramStored(
-        update_id=inc.update_id,
-        message_id=message.id,
-        thread_id=thread.id,
-        chat_id=inc.chat_id,
-        user_id=inc.user_id,
-        created=created,
-        job_id=job_id,
-        queued=queued,
-        text=message.text,
-    )
 
 
 class Intake:
@@ -112,7 +82,7 @@ class Intake:
         parsed = parse_update(update, self.bot)
         match parsed:
             case Incoming():
-                stored = await store_incoming(self.store, parsed, update)
+                stored = await store_telegram(self.store, parsed, update)
                 if isinstance(stored, Ignored):
                     await self._ignore(stored, {})
                     self.counts["ignored"] += 1

@@ -60,6 +60,14 @@ class ActorRef:
             return
         await cell.put(msg)
 
+    def has_room(self) -> bool:
+        """Whether the mailbox has room now (a ``tell`` would not wait): what a door
+        checks before it accepts work it must hand on. Reads the kernel's
+        bookkeeping, not the mailbox's messages; not a checkpoint."""
+        cell = self._cell
+        mb = cell.mailbox
+        return mb is None or len(mb) < cell.capacity
+
     def tell_nowait(self, msg: Any) -> None:
         """Enqueue ``msg`` or raise ``MailboxFull`` (the message is then dead-lettered
         with reason ``mailbox_full``). Never blocks; not a checkpoint."""

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from config import Settings
 from protocols import ApprovalResult, Approve, Inbound, Ping, Pong, user_key
+from protocols.telegram import BotIdentity
 from storage import StorageError, Store, StoredMessage
 from supervision import (
     ActorFailed,
@@ -81,6 +82,8 @@ class Door:
     feed: Feed = field(init=False)
     limiter: RateLimiter = field(init=False)
     _threads: dict[str, int] = field(default_factory=dict)
+    #: the Telegram bot's identity (protocols.telegram.BotIdentity), once its door said
+    telegram_bot: BotIdentity | None = None
 
     def __post_init__(self) -> None:
         self.settings = self.config.http

@@ -155,3 +155,34 @@ async def test_the_current_message_reaches_the_model_once(chat: Chat) -> None:
     classify, answer = chat.fake.requests
     for request in (classify, answer):
         assert json.dumps(request.body).count("write me a poem about the sea") == 1
+
+
+async def test_a_threads_context_is_read_from_storage_once_not_per_call(chat: Chat) -> None:
+    """Issue 10 item 9: every classify and answer call read the last 30 messages
+    (with artifacts) from storage; the context now lives in the user's actor:
+    loaded once on activation, then only what is new is read."""
+    calls: list[str] = []
+    store = chat.store
+    for name in ("recent_messages", "messages_after", "get_message"):
+        original = getattr(store, name, None)
+        if original is None:
+            continue  # (the old Store had no messages_after)
+
+        async def spy(
+            *args: object, _name: str = name, _f: object = original, **kw: object
+        ) -> object:
+            calls.append(_name)
+            return await _f(*args, **kw)  # type: ignore[operator]
+
+        setattr(store, name, spy)
+    for n in range(3):
+        chat.fake.script(MODEL, intent(False), Text(f"answer {n}"))
+        await chat.say(f"question {n}")
+        assert (await chat.delivered("reply")).text == f"answer {n}"
+    await settled(chat)
+    assert calls.count("recent_messages") == 1  # the activation's load
+    assert calls.count("messages_after") == 2  # then only the new messages, per message
+    assert calls.count("get_message") == 0
+    # The model still saw the whole conversation: the third call's context holds it.
+    assert "question 0" in json.dumps(chat.fake.requests[-1].body)
+    assert "answer 1" in json.dumps(chat.fake.requests[-1].body)

@@ -26,9 +26,11 @@ from typing import Any
 import trio
 
 from config import ReconcilerSettings
-from protocols import Deliver, Received, Reconcile, Reconciled, user_key
+from protocols import Deliver, Reconcile, Reconciled
 from storage import StorageError, Store
-from supervision import Actor, EntityRef, KernelError, UnknownPath
+from supervision import Actor, KernelError, UnknownPath
+
+from .connectors import tell_thread
 
 __all__ = ["Reconciler"]
 
@@ -76,7 +78,7 @@ class Reconciler(Actor):
         for received in jobs:
             if self._spent(f"job:{received.job_id}"):
                 skipped += 1
-            elif await self._tell_thread(received):
+            elif await tell_thread(self.system, received, timeout_s=self.tell_timeout_s):
                 told_jobs += 1
         for pending in replies:
             if self._spent(f"reply:{pending.message.id}"):
@@ -108,16 +110,6 @@ class Reconciler(Actor):
         # small as the backlog.
         for key in [k for k in self.resends if k not in still_open]:
             del self.resends[key]
-
-    async def _tell_thread(self, received: Received) -> bool:
-        key = user_key(received.platform, received.user_id)
-        with trio.move_on_after(self.tell_timeout_s):
-            try:
-                await EntityRef(self.system.lookup("/users"), key).tell(received)
-                return True
-            except (KernelError, UnknownPath, ValueError) as exc:
-                self.log.warning("reconcile_job_not_told", thread=key, error=repr(exc))
-        return False
 
     async def _tell_door(self, deliver: Deliver) -> bool:
         path = f"/connectors/{deliver.platform}"

@@ -204,30 +204,10 @@ def ingest(d: Dialect, items: Sequence[Inbound], now: datetime) -> Script[list[I
     user_ids = yield from _upsert_users(d, new, ts)
     threads = yield from _upsert_threads(d, new, ts)
     thread_of: dict[int, ThreadRecord] = {t.id: t for t in threads.values()}
-    source, args = d.rows(
-        _MSG_TYPES,
-        [
-            (
-                "user",
-                threads[(m.platform, m.chat_id)].id,
-                user_ids[(m.platform, m.user_id)],
-                m.author,
-                m.text,
-                m.message_id,
-                m.idempotency_key,
-                d.json(m.raw),
-                ts,
-                d.ts(m.sent_at) if m.sent_at is not None else None,
-            )
-            for m in new
-        ],
-    )
-    inserted = yield Q(
-        "INSERT INTO chat_messages (role, thread_id, user_id, author, text, "
-        f"platform_message_id, idempotency_key, raw, created_at, sent_at) {source} "
-        f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_MSG}",
-        args,
-    )
+    placed = [
+        (m, threads[(m.platform, m.chat_id)].id, user_ids[(m.platform, m.user_id)]) for m in new
+    ]
+    inserted = yield from _insert_inbound(d, placed, ts)
     messages = {r["idempotency_key"]: r for r in inserted}
     created = set(messages)
     job_of: dict[int, Job] = {}
@@ -286,6 +266,30 @@ def ingest(d: Dialect, items: Sequence[Inbound], now: datetime) -> Script[list[I
             )
         )
     return results
+
+
+def _insert_inbound(
+    d: Dialect, items: Sequence[tuple[Inbound, int, int]], ts: Any
+) -> Script[list[Row]]:
+    """Insert inbound messages (each with its thread id and user id); return the rows
+    inserted (a known idempotency key inserts nothing)."""
+    source, args = d.rows(
+        _MSG_TYPES,
+        [
+            (
+                "user", thread_id, user_id, m.author, m.text, m.message_id, m.idempotency_key,
+                d.json(m.raw), ts, d.ts(m.sent_at) if m.sent_at is not None else None,
+            )
+            for m, thread_id, user_id in items
+        ],
+    )  # fmt: skip
+    rows = yield Q(
+        "INSERT INTO chat_messages (role, thread_id, user_id, author, text, "
+        f"platform_message_id, idempotency_key, raw, created_at, sent_at) {source} "
+        f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_MSG}",
+        args,
+    )
+    return rows
 
 
 def _upsert_users(d: Dialect, new: list[Inbound], ts: Any) -> Script[dict[tuple[str, str], int]]:
@@ -998,22 +1002,8 @@ def ingest_held(
     ts = d.ts(now)
     user_ids = yield from _upsert_users(d, [m], ts)
     thread = (yield from _upsert_threads(d, [m], ts))[(m.platform, m.chat_id)]
-    inserted = yield Q(
-        "INSERT INTO chat_messages (role, thread_id, user_id, author, text, "
-        "platform_message_id, idempotency_key, raw, created_at, sent_at) "
-        "VALUES ('user', $1, $2, $3, $4, $5, $6, $7, $8, $9) "
-        f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_MSG}",
-        (
-            thread.id,
-            user_ids[(m.platform, m.user_id)],
-            m.author,
-            m.text,
-            m.message_id,
-            m.idempotency_key,
-            d.json(m.raw),
-            ts,
-            d.ts(m.sent_at) if m.sent_at is not None else None,
-        ),
+    inserted = yield from _insert_inbound(
+        d, [(m, thread.id, user_ids[(m.platform, m.user_id)])], ts
     )
     if inserted:
         yield Q(

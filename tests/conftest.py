@@ -19,7 +19,7 @@ import pytest
 from ops import pg
 from storage import Store, open_store
 
-pytest_plugins = ["supervision.testing", "tests.fake_llm"]
+pytest_plugins = ["supervision.testing", "tests.fake_llm", "tests.fake_telegram"]
 
 
 class Clock:

@@ -39,7 +39,7 @@ import trio
 
 from tests.h11kit import serve_connection, serve_loopback
 
-__all__ = ["TOKEN", "Call", "FakeTelegram", "TgError", "fake_telegram"]
+__all__ = ["TOKEN", "Call", "FakeTelegram", "TgError", "tg"]
 
 TOKEN = "7000000001:AAHfakeTokenForTestsOnly-0123456789ab"
 BOT = {"id": 7000000001, "is_bot": True, "first_name": "Greenroom", "username": "greenroom_bot"}
@@ -457,8 +457,9 @@ class FakeTelegram:
 
 
 @pytest.fixture
-async def fake_telegram(nursery: trio.Nursery) -> FakeTelegram:
-    """A running FakeTelegram on loopback; stopped with the test's nursery."""
+async def tg(nursery: trio.Nursery) -> FakeTelegram:
+    """A running FakeTelegram on loopback; stopped with the test's nursery (a plugin
+    fixture: ``tests/conftest.py`` loads this module)."""
     fake = FakeTelegram()
     await nursery.start(fake.serve)
     return fake

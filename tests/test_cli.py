@@ -43,6 +43,21 @@ async def read_events(proc: trio.Process, until: str) -> list[dict[str, object]]
     return events
 
 
+async def start_run(nursery: trio.Nursery, tmp_path: Path, **extra: str) -> trio.Process:
+    """`greenroom run` on ``tmp_path`` as a child of ``nursery``, JSON logs on its
+    stderr (a pipe), ``extra`` in its environment."""
+    proc: trio.Process = await nursery.start(
+        lambda **kw: trio.run_process(
+            [*GREENROOM, "--data-dir", str(tmp_path), "run"],
+            stderr=subprocess.PIPE,
+            check=False,
+            env=env(GREENROOM_LOG__FORMAT="json", **extra),
+            **kw,
+        )
+    )
+    return proc
+
+
 async def run_until_started(
     tmp_path: Path, while_running: object = None, **extra: str
 ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
@@ -50,15 +65,7 @@ async def run_until_started(
     thread), then SIGTERM it and check it exits 0; return the log events up to
     `started` and from there to `stopped`."""
     async with trio.open_nursery() as nursery:
-        proc: trio.Process = await nursery.start(
-            lambda **kw: trio.run_process(
-                [*GREENROOM, "--data-dir", str(tmp_path), "run"],
-                stderr=subprocess.PIPE,
-                check=False,
-                env=env(GREENROOM_LOG__FORMAT="json", **extra),
-                **kw,
-            )
-        )
+        proc = await start_run(nursery, tmp_path, **extra)
         events = await read_events(proc, "started")
         if callable(while_running):
             await trio.to_thread.run_sync(while_running, proc.pid)

@@ -25,7 +25,7 @@ from tests.fake_llm import FakeLLM, Text
 from tests.fake_telegram import FakeTelegram, TgError
 from tests.telegramkit import telegram_settings
 from tests.test_http_e2e import Guest
-from tests.test_telegram_e2e import MODEL, App, intent, tg  # noqa: F401 (the tg fixture)
+from tests.test_telegram_e2e import MODEL, App, intent
 
 ROUNDS = 8
 
@@ -34,7 +34,7 @@ ROUNDS = 8
 async def app(
     tmp_path: Path,
     fake_llm: FakeLLM,
-    tg: FakeTelegram,  # noqa: F811 (the imported fixture)
+    tg: FakeTelegram,
 ) -> AsyncIterator[App]:
     """The whole tree with the HTTP and Telegram doors. Background work (memory
     extraction) goes to model "b", which nothing scripts: it fails harmlessly

@@ -39,7 +39,6 @@ from tests.nostrkit import (  # noqa: F401  (nostr_relay is a fixture)
 )
 from tests.telegramkit import telegram_settings
 from tests.test_http_e2e import Guest
-from tests.test_telegram_e2e import tg  # noqa: F401  (a fixture)
 
 MODEL = "claude-a"
 ROUNDS = 9
@@ -61,7 +60,7 @@ class World:
 async def world(
     tmp_path: Path,
     fake_llm: FakeLLM,
-    tg: FakeTelegram,  # noqa: F811
+    tg: FakeTelegram,
     nostr_relay: RelayProcess,  # noqa: F811
 ) -> AsyncIterator[World]:
     aio = AsyncioThread()

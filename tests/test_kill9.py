@@ -304,27 +304,42 @@ async def test_kill9_at_random_moments_and_chosen_windows_answers_every_message_
     assert child.starts >= 5 and len(child.chosen) >= 2, context
 
 
+async def one_message_through_crashes(
+    tmp_path: Path, fake: FakeLLM, database_url: str | None, crashes: list[str]
+) -> tuple[Client, Child, dict[str, int]]:
+    """One user sends one message; the child starts with ``crashes[0]`` armed and,
+    each time it dies by it, starts again with the next (then unarmed). Returns the
+    client, the child and ``verify``'s counts."""
+    async with child_app(tmp_path, fake, database_url) as (child, http):
+        client = Client(http, 0, child.progress)
+        async with trio.open_nursery() as nursery:
+            await child.start(nursery, crash_at=crashes[0])
+            with trio.fail_after(60):
+                async with trio.open_nursery() as load:
+                    load.start_soon(client.run, 1)
+                    for n in range(1, len(crashes) + 1):
+                        while child.alive:
+                            await child.progress.wait()
+                        await child.start(nursery, crash_at=crashes[n] if n < len(crashes) else "")
+            assert await child.stop() == 0
+            nursery.cancel_scope.cancel()
+    async with open_store(database_url, tmp_path / "data") as store:
+        counts = await verify(store, [client])
+    return client, child, counts
+
+
 async def test_kill9_right_after_the_plan_is_stored_still_shows_the_plan(
     tmp_path: Path, fake_llm: FakeLLM, database_url: str | None
 ) -> None:
     """Old code: the plan and its ack were two transactions; killed between them, the
     job waited for an OK nobody was asked for, and the message was never answered."""
-    async with child_app(tmp_path, fake_llm, database_url) as (child, http):
-        client = Client(http, 0, child.progress)
-        async with trio.open_nursery() as nursery:
-            await child.start(nursery, crash_at="propose_with_ack:1,propose:1")
-            with trio.fail_after(60):
-                async with trio.open_nursery() as load:
-                    load.start_soon(client.run, 1)
-                    while child.alive:
-                        await child.progress.wait()
-                    assert child.chosen, "the chosen window was not reached"
-                    await child.start(nursery)
-            assert await child.stop() == 0
-            nursery.cancel_scope.cancel()
+    crash = ["propose_with_ack:1,propose:1"]
+    client, child, counts = await one_message_through_crashes(
+        tmp_path, fake_llm, database_url, crash
+    )
+    assert child.chosen, "the chosen window was not reached"
     assert client.answers == {"u0 m0": ["answer to u0 m0"]}
-    async with open_store(database_url, tmp_path / "data") as store:
-        assert (await verify(store, [client]))["acks"] == 1
+    assert counts["acks"] == 1
 
 
 async def test_a_job_interrupted_twice_tells_its_author_once(
@@ -332,22 +347,10 @@ async def test_a_job_interrupted_twice_tells_its_author_once(
 ) -> None:
     """Old code: recover() failed a job interrupted twice and nobody was told (the
     thread's notice never ran, the job had already left running)."""
-    async with child_app(tmp_path, fake_llm, database_url) as (child, http):
-        client = Client(http, 0, child.progress)
-        async with trio.open_nursery() as nursery:
-            await child.start(nursery, crash_at="claim_jobs:1")
-            with trio.fail_after(60):
-                async with trio.open_nursery() as load:
-                    load.start_soon(client.run, 1)
-                    for _ in range(2):  # killed right after claiming it, twice
-                        while child.alive:
-                            await child.progress.wait()
-                        await child.start(
-                            nursery, crash_at="" if child.starts == 2 else "claim_jobs:1"
-                        )
-            assert await child.stop() == 0
-            nursery.cancel_scope.cancel()
+    crash = ["claim_jobs:1", "claim_jobs:1"]  # killed right after claiming it, twice
+    client, child, counts = await one_message_through_crashes(
+        tmp_path, fake_llm, database_url, crash
+    )
     assert child.chosen == ["claim_jobs", "claim_jobs"]
     assert client.answers == {"u0 m0": [GAVE_UP]}
-    async with open_store(database_url, tmp_path / "data") as store:
-        assert (await verify(store, [client]))["gave_up"] == 1
+    assert counts["gave_up"] == 1

@@ -34,7 +34,7 @@ from ops import pg
 from storage import DatabaseInUse, open_store
 from storage._aioloop import LoopThread
 from tests.appkit import open_app
-from tests.test_cli import GREENROOM, env
+from tests.test_cli import env, start_run
 
 #: The owner lock as ``pg_locks`` shows it (classid 0, objid this, objsubid 1):
 #: storage/_postgres.py's ``_OWNER_LOCK``, spelled out so a change to it is seen.
@@ -262,15 +262,7 @@ class Child:
 async def greenroom_run(tmp_path: Path, **extra: str) -> AsyncIterator[Child]:
     """``greenroom run`` as a child process, started (its ``started`` line read)."""
     async with trio.open_nursery() as nursery:
-        proc: trio.Process = await nursery.start(
-            lambda **kw: trio.run_process(
-                [*GREENROOM, "--data-dir", str(tmp_path), "run"],
-                stderr=subprocess.PIPE,
-                check=False,
-                env=env(GREENROOM_LOG__FORMAT="json", **extra),
-                **kw,
-            )
-        )
+        proc = await start_run(nursery, tmp_path, **extra)
         child = Child(proc)
         try:
             await child.wait("started")

@@ -31,13 +31,6 @@ MODEL = "claude-a"
 FRESH_S = 0.001
 
 
-@pytest.fixture
-async def tg(nursery: trio.Nursery) -> FakeTelegram:
-    fake = FakeTelegram()
-    await nursery.start(fake.serve)
-    return fake
-
-
 def settings(tmp_path: Path, llm: FakeLLM, tg: FakeTelegram, **reconciler: Any) -> Any:
     base = settings_for(llm, cascade=["a"])
     s = telegram_settings(tg, tmp_path, base)

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import trio
 
 from storage import Store
 from supervision import ActorSystem
@@ -41,14 +40,6 @@ class App:
 async def _open(tmp_path: Path, llm: FakeLLM, tg: FakeTelegram, **telegram: Any) -> Any:
     base = settings_for(llm, cascade=["a"])
     return telegram_settings(tg, tmp_path, base, stt_base_url=tg.url + "/v1", **telegram)
-
-
-@pytest.fixture
-async def tg(nursery: trio.Nursery) -> FakeTelegram:
-    """A FakeTelegram on loopback, stopped with the test's nursery."""
-    fake = FakeTelegram()
-    await nursery.start(fake.serve)
-    return fake
 
 
 @pytest.fixture

@@ -87,13 +87,6 @@ class World:
 
 
 @pytest.fixture
-async def tg(nursery: trio.Nursery) -> FakeTelegram:
-    fake = FakeTelegram()
-    await nursery.start(fake.serve)
-    return fake
-
-
-@pytest.fixture
 async def world(tmp_path: Path, fake_llm: FakeLLM, tg: FakeTelegram) -> AsyncIterator[World]:
     base = settings_for(fake_llm, cascade=["a"])
     settings = telegram_settings(tg, tmp_path, base, mode="webhook")

@@ -7,8 +7,9 @@ thread tells it back (``chat.Deliver``). Connectors never import each other.
 
 from __future__ import annotations
 
+from ._route import tell_thread
 from .http import HttpConnector
 from .nostr import NostrConnector
 from .telegram import TelegramConnector
 
-__all__ = ["HttpConnector", "NostrConnector", "TelegramConnector"]
+__all__ = ["HttpConnector", "NostrConnector", "TelegramConnector", "tell_thread"]

@@ -9,14 +9,36 @@ from typing import Any
 import structlog
 import trio
 
-from protocols import user_key
+from protocols import Received, user_key
 from protocols.telegram import Ignored, Incoming, TelegramStored, to_inbound
 from storage import IngestResult, Store
 from supervision import ActorSystem, EntityRef, KernelError, UnknownPath, correlated
 
-__all__ = ["hand_off", "store_telegram"]
+__all__ = ["hand_off", "store_telegram", "tell_thread"]
 
 _log = structlog.get_logger("greenroom.connectors")
+
+
+async def tell_thread(system: ActorSystem, received: Received, *, timeout_s: float) -> bool:
+    """Tell the author's thread (``/users/<platform>:<user_id>``) ``received``, under
+    its message's correlation id; True when it was told.
+
+    Never raises for the thread's sake: the message and its queued job are in
+    storage, so a thread that cannot take it now (mailbox full for
+    ``timeout_s``, directory down) only delays it until the reconciler
+    re-dispatches queued jobs; that is logged as ``received_not_told``. A
+    checkpoint; cancellation leaves the job queued.
+    """
+    key = user_key(received.platform, received.user_id)
+    with correlated(f"m{received.message_id}"), trio.move_on_after(timeout_s):
+        try:
+            await EntityRef(system.lookup("/users"), key).tell(received)
+            return True
+        except (KernelError, UnknownPath, ValueError) as exc:  # ValueError: no valid key
+            _log.error("received_not_told", thread=key, error=repr(exc))
+            return False
+    _log.error("received_not_told", thread=key, error="mailbox full")
+    return False
 
 
 async def hand_off(
@@ -27,23 +49,9 @@ async def hand_off(
     timeout_s: float,
     text: str | None = None,
 ) -> None:
-    """Tell the author's thread (``/users/<platform>:<user_id>``) the ``chat.Received``
-    for a message ``Store.ingest`` made durable, under its correlation id.
-
-    Never raises for the thread's sake: the message and its queued job are in
-    storage, so a thread that cannot take it now (mailbox full for
-    ``timeout_s``, directory down) only delays it until ``greenroom run``
-    re-dispatches queued jobs; that is logged as ``received_not_told``. A
-    checkpoint; cancellation leaves the job queued.
-    """
-    key = user_key(result.thread.platform, user_id)
-    with correlated(f"m{result.message.id}"), trio.move_on_after(timeout_s) as cs:
-        try:
-            await EntityRef(system.lookup("/users"), key).tell(result.received(user_id, text))
-        except (KernelError, UnknownPath) as exc:
-            _log.error("received_not_told", thread=key, error=repr(exc))
-    if cs.cancelled_caught:
-        _log.error("received_not_told", thread=key, error="mailbox full")
+    """:func:`tell_thread` the ``chat.Received`` for a message ``Store.ingest`` made
+    durable (``text`` defaults to the stored text)."""
+    await tell_thread(system, result.received(user_id, text), timeout_s=timeout_s)
 
 
 async def store_telegram(

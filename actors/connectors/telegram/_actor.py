@@ -45,11 +45,12 @@ import httpx
 import trio
 
 from config import Settings
-from protocols import Deliver, Received, user_key
+from protocols import Deliver, Received
 from protocols.telegram import PLATFORM, BotIdentity, Identify, TelegramStored, TelegramUpdate
 from storage import Store
-from supervision import Actor, EntityRef, KernelError, UnknownPath, correlated
+from supervision import Actor
 
+from .._route import tell_thread
 from ._api import BotApi
 from ._enrich import Describer, Enricher
 from ._errors import ApiError, Conflict, RetryAfter, TelegramError, TelegramUnavailable
@@ -237,19 +238,9 @@ class TelegramConnector(Actor):
             return await self.enricher.enrich(message_id, self.bot)
 
     async def _hand_over(self, received: Received) -> None:
-        """Tell the author's thread ``received``, waiting at most ``ask_timeout_s`` for
-        room. Never raises for the thread's sake: the job is queued in storage, so
-        a thread that cannot take it now only delays it until the periodic
-        re-dispatch (logged as ``received_not_told``). A checkpoint when it waits."""
-        key = user_key(PLATFORM, received.user_id)
-        timeout = self.settings.kernel.ask_timeout_s
-        with correlated(f"m{received.message_id}"), trio.move_on_after(timeout) as cs:
-            try:
-                await EntityRef(self.system.lookup("/users"), key).tell(received)
-            except (KernelError, UnknownPath) as exc:
-                self.log.error("received_not_told", thread=key, error=repr(exc))
-        if cs.cancelled_caught:
-            self.log.error("received_not_told", thread=key, error="mailbox full")
+        """Tell the author's thread ``received`` (see ``tell_thread``: at most
+        ``ask_timeout_s`` for room, never raising). A checkpoint when it waits."""
+        await tell_thread(self.system, received, timeout_s=self.settings.kernel.ask_timeout_s)
 
     def _typing(self, chat_id: str) -> None:
         """Show "typing" in the chat, best effort: once per _TYPING_S per chat, never

@@ -5,12 +5,12 @@ from __future__ import annotations
 from ._run import migrate, redispatch, run
 from ._storage import StorageActor
 from ._tree import build_root
-from ._users import ThreadConfig, UserThread, ack_text
+from ._users import UserActor, UserConfig, ack_text
 
 __all__ = [
     "StorageActor",
-    "ThreadConfig",
-    "UserThread",
+    "UserActor",
+    "UserConfig",
     "ack_text",
     "build_root",
     "migrate",

@@ -1,4 +1,4 @@
-"""A chat's recent context, kept in the user's thread actor (DESIGN.md: context lives in
+"""A chat's recent context, kept in the user's actor (DESIGN.md: context lives in
 the actor).
 
 Loaded from storage once, on the chat's first use after activation; after that

@@ -2,12 +2,12 @@
 
 Doors re-send what a previous run left unsent when they start, and ``greenroom
 run`` re-dispatches queued jobs at start; between restarts, work can still be
-left behind: a ``chat.Received`` that found its thread's mailbox full, a
+left behind: a ``chat.Received`` that found its user actor's mailbox full, a
 ``chat.Deliver`` that waited more than its bound, a Telegram send that failed.
 Every ``interval_s`` this actor sweeps storage: jobs queued longer than
-``queued_after_s`` go to their user's thread again, replies unsent longer than
+``queued_after_s`` go to their user's actor again, replies unsent longer than
 ``unsent_after_s`` go to their door again. Each is still handled once: a
-thread claims a job once (a second tell finds nothing to claim), and a door
+user actor claims a job once (a second tell finds nothing to claim), and a door
 sends a reply only while the outbox says it is unsent (and drops one it is
 already sending). A platform whose send cannot tell whether it landed
 (Telegram's timed-out send) is at-least-once, as the README says.
@@ -30,7 +30,7 @@ from protocols import Deliver, Reconcile, Reconciled
 from storage import StorageError, Store
 from supervision import Actor, KernelError, UnknownPath
 
-from .connectors import tell_thread
+from .connectors import tell_author
 
 __all__ = ["Reconciler"]
 
@@ -78,7 +78,7 @@ class Reconciler(Actor):
         for received in jobs:
             if self._spent(f"job:{received.job_id}"):
                 skipped += 1
-            elif await tell_thread(self.system, received, timeout_s=self.tell_timeout_s):
+            elif await tell_author(self.system, received, timeout_s=self.tell_timeout_s):
                 told_jobs += 1
         for pending in replies:
             if self._spent(f"reply:{pending.message.id}"):

@@ -88,9 +88,9 @@ async def run(settings: Settings) -> int:
 
 async def redispatch(system: ActorSystem, store: Store) -> int:
     """Tell each queued job (requeued by ``recover``, or ingested while no thread
-    took it) to its user's thread, oldest first; return how many.
+    took it) to its user's actor, oldest first; return how many.
 
-    A thread claims all its queued jobs on the first one, so a duplicate tell
+    A user actor claims all its queued jobs on the first one, so a duplicate tell
     is harmless (the claim finds nothing)."""
     work = await store.queued_work()
     users = system.lookup("/users")

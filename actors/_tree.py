@@ -5,12 +5,12 @@
     /                 one_for_one
     ├── storage       the Store's health (``ask /storage kernel.Ping``)
     ├── brain         the LLM gateway's status (``ask /brain kernel.Ping``)
-    ├── users         Directory of user threads (keyed, passivating)
+    ├── users         Directory of user actors (keyed, passivating)
     ├── connectors    one_for_one; one child per enabled door
     │   ├── http      the HTTP door: REST API, web chat, /healthz /readyz /metrics
     │   ├── telegram  the Telegram door (with TELEGRAM_BOT_TOKEN): polling or webhook
     │   └── nostr     the Nostr door (NOSTR_PRIVATE_KEY, NOSTR_RELAYS): one child per relay
-    ├── reconciler    every interval: stale queued jobs to their threads, unsent replies to doors
+    ├── reconciler    every interval: stale queued jobs to their actors, unsent replies to doors
     └── debug         the debug-socket server (<data_dir>/debug.sock); always last
 
 The remaining children of DESIGN.md's tree (governor,
@@ -32,7 +32,7 @@ from supervision import DEBUG_SOCKET_NAME, Backoff, ChildSpec, DebugServer, Dire
 
 from ._reconciler import Reconciler
 from ._storage import StorageActor
-from ._users import ThreadConfig, UserThread
+from ._users import UserActor, UserConfig
 from .connectors import HttpConnector, NostrConnector, TelegramConnector
 
 _log = structlog.get_logger("greenroom.tree")
@@ -41,7 +41,7 @@ _log = structlog.get_logger("greenroom.tree")
 def build_root(settings: Settings, store: Store, brain: Brain) -> Callable[[], Supervisor]:
     """A factory for the root supervisor of the application tree over ``store``
     and ``brain`` (both opened by ``greenroom run`` and outliving the tree)."""
-    threads = ThreadConfig(store=store, brain=brain)
+    threads = UserConfig(store=store, brain=brain)
     sup = settings.supervision
     backoff = Backoff(
         min_s=sup.backoff_min_s,
@@ -88,10 +88,10 @@ def build_root(settings: Settings, store: Store, brain: Brain) -> Callable[[], S
         )
 
     def users() -> Directory:
-        # Each user's thread backs off on its own (a database outage fails every
+        # Each user's actor backs off on its own (a database outage fails every
         # thread's start; none may exhaust a budget the others share).
         return Directory(
-            lambda key: UserThread(key, threads),
+            lambda key: UserActor(key, threads),
             idle_timeout_s=settings.users.idle_timeout_s,
             max_live=settings.users.max_live,
             backoff=backoff,
@@ -121,7 +121,7 @@ def build_root(settings: Settings, store: Store, brain: Brain) -> Callable[[], S
         return Supervisor(
             [
                 # Left to right: what a child needs is started before it;
-                # connectors after users (an inbound message has a thread to
+                # connectors after users (an inbound message has a user actor to
                 # go to) and stopped before them.
                 ChildSpec(
                     "storage",

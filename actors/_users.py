@@ -1,11 +1,11 @@
-"""User threads: one actor per ``<platform>:<id>`` under the ``/users`` Directory.
+"""User actors: one actor per ``<platform>:<id>`` under the ``/users`` Directory.
 
 A thread turns each durable inbound message (``chat.Received``) into the
 ack/OK flow of DESIGN.md ("A message, end to end"): classify with the cheap
 model, say ``Understood: ... Will: ...`` with an OK action and record a
 pending approval, or answer at once when no confirmation is needed; on OK
 (``chat.Approve``) run the main model and reply. LLM calls run in tasks the
-actor owns, so the thread stays responsive.
+actor owns, so it stays responsive.
 
 One actor per user, several chats per user (a private chat, groups): what is
 the user's (tier, memory) lives on the actor; what belongs to one chat (its
@@ -16,7 +16,7 @@ message supersedes the pending plan and the work of its own chat only; in a
 group, only its author's (each member's actor claims, supersedes and answers
 its own messages; turns keep their author).
 
-Everything it knows is in storage, so a restarted thread resumes every chat in
+Everything it knows is in storage, so a restarted user actor resumes every chat in
 which its user has open work: a pending plan can still be approved, a job left
 running is retried once (and failed with a notice after that), and every reply
 goes through the outbox with a key derived from its job (``ack:<job>``,
@@ -62,8 +62,8 @@ __all__ = [
     "MAX_ATTEMPTS",
     "STALE_OK",
     "ChatState",
-    "ThreadConfig",
-    "UserThread",
+    "UserActor",
+    "UserConfig",
     "ack_text",
     "is_ok",
 ]
@@ -82,8 +82,8 @@ GAVE_UP = "Sorry, I was interrupted twice while working on that message and gave
 
 
 @dataclass(frozen=True)
-class ThreadConfig:
-    """What every user thread shares: the store, the brain, the context bounds."""
+class UserConfig:
+    """What every user actor shares: the store, the brain, the context bounds."""
 
     store: Store
     brain: Brain
@@ -112,7 +112,7 @@ def ack_text(summary: str, plan: str) -> str:
 
 @dataclass
 class ChatState:
-    """What one user thread keeps for one of its user's chats."""
+    """What one user actor keeps for one of its user's chats."""
 
     thread_id: int
     chat_id: str
@@ -124,7 +124,7 @@ class ChatState:
     since_memory: int = 0
 
 
-class UserThread(Actor):
+class UserActor(Actor):
     """One user's conversations; see the module docstring.
 
     Accepts ``Received`` (from a connector), ``Approve`` (asked by a connector;
@@ -134,7 +134,7 @@ class UserThread(Actor):
 
     accepts = (Received, Approve, Ping)
 
-    def __init__(self, key: str, config: ThreadConfig) -> None:
+    def __init__(self, key: str, config: UserConfig) -> None:
         platform, sep, user_id = key.partition(":")
         if not sep or not user_id:
             raise ValueError(f"a user key is 'platform:id', not {key!r}")
@@ -453,7 +453,7 @@ class UserThread(Actor):
             correlation_id=f"m{message.reply_to}" if message.reply_to is not None else "",
         )
         with trio.move_on_after(DELIVER_TIMEOUT_S):
-            # A missing or stuck connector must not wedge the thread: the reply is
+            # A missing or stuck connector must not wedge this actor: the reply is
             # in the outbox; the door sends it when it (re)starts, the reconciler
             # when it waited too long.
             await self.system.tell(f"/connectors/{self.platform}", deliver)

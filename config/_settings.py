@@ -188,7 +188,7 @@ class ReconcilerSettings(_Section):
     """``[reconciler]``: the periodic sweep for work no restart picked up."""
 
     interval_s: float = Field(30.0, gt=0)  # between sweeps
-    # A job queued this long goes to its thread again: more than a Telegram photo's
+    # A job queued this long goes to its user's actor again: more than a Telegram photo's
     # enrichment bound (2 x [telegram] enrich_timeout_s), or a text queued behind
     # a photo in its chat is answered before the photo's description exists.
     queued_after_s: float = Field(180.0, gt=0)

@@ -38,7 +38,7 @@ _PLATFORM_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 def user_key(platform: str, user_id: str) -> str:
-    """The key of a user's thread actor under ``/users``: ``"<platform>:<id>"``."""
+    """The key of a user's actor under ``/users``: ``"<platform>:<id>"``."""
     return f"{platform}:{user_id}"
 
 
@@ -87,7 +87,7 @@ class Inbound(Message):
 
     @property
     def user_key(self) -> str:
-        """The author's thread key, ``"<platform>:<user_id>"``."""
+        """The author's actor key, ``"<platform>:<user_id>"``."""
         return user_key(self.platform, self.user_id)
 
     @property
@@ -145,7 +145,7 @@ class Deliver(Message):
 
 @message("chat.Approve")
 class Approve(Message):
-    """Asked of a user's thread when its user pressed OK; answered with
+    """Asked of a user's actor when its user pressed OK; answered with
     :class:`ApprovalResult`."""
 
     approval_id: int
@@ -167,7 +167,7 @@ class Reconcile(Message):
 
 @message("chat.Reconciled")
 class Reconciled(Message):
-    """What one sweep sent out again: queued jobs told to their threads, unsent
+    """What one sweep sent out again: queued jobs told to their user actors, unsent
     replies told to their doors, and what it left (no door for the platform, or
     tried ``max_resends`` times already)."""
 

@@ -13,7 +13,7 @@ door (``/connectors/telegram``). Both use what is here:
    without a job (``Store.ingest_held``). A redelivery is found there and
    costs nothing more;
 2. only then does it answer 200, and tell the door :class:`TelegramStored`;
-3. the door hands text messages to their threads, and enriches held ones
+3. the door hands text messages to their authors' actors, and enriches held ones
    (download, transcript, image description) in work it owns, then releases
    them (their job is created) and hands them over: the thread reads the
    transcript with the message.
@@ -90,7 +90,7 @@ class TelegramStored(Message):
 
     ``job_id`` None means the message is held (a voice, audio or photo
     message waiting for its enrichment, with no job yet); otherwise the door
-    hands it to its thread while ``queued`` says nobody has taken its job yet.
+    hands it to its author's actor while ``queued`` says nobody has taken its job yet.
     ``created`` False is a redelivery: the door counts it and, as the first
     delivery's hand-over may have been lost with its request, hands over a job
     still queued again (harmless: a thread claims what is queued once) and

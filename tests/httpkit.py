@@ -8,7 +8,7 @@ The tree is the part of the application the door talks to::
     └── connectors
         └── http      the real HttpConnector on 127.0.0.1, port 0
 
-``StandIn`` is a test double of the user thread (issue 5's real one is built
+``StandIn`` is a test double of the user actor (issue 5's real one is built
 elsewhere): on ``Received`` it records an ack with an approval in the outbox
 and tells ``/connectors/http`` a ``Deliver``; on ``Approve`` it answers the
 next scripted status and, for ``approved``, records and delivers a reply.
@@ -56,7 +56,7 @@ class Script:
 
 
 class StandIn(Actor):
-    """A scripted user thread (see the module docstring). Built by the Directory."""
+    """A scripted user actor (see the module docstring). Built by the Directory."""
 
     accepts = (Received, Approve)
 

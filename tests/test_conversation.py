@@ -1,6 +1,6 @@
-"""User threads: the ack/OK flow end to end with the real Brain, Store and a fake LLM.
+"""User actors: the ack/OK flow end to end with the real Brain, Store and a fake LLM.
 
-The tree is the application's (users Directory of UserThread) with a Probe
+The tree is the application's (users Directory of UserActor) with a Probe
 standing at /connectors/telegram to receive what the threads deliver. The
 LLM is tests/fake_llm.py, spoken to by the real anthropic SDK.
 """
@@ -19,7 +19,7 @@ import structlog.testing
 import trio
 import trio.testing
 
-from actors import ThreadConfig, UserThread, ack_text
+from actors import UserActor, UserConfig, ack_text
 from actors._users import APOLOGY, GAVE_UP, STALE_OK
 from actors.brain import Brain
 from protocols import ApprovalResult, Approve, Deliver, Inbound, Received
@@ -50,7 +50,7 @@ class Chat:
     async def say(
         self, text: str, user: str = "42", chat: str | None = None, author: str = ""
     ) -> Received:
-        """What a connector does: ingest (durable), then tell the user's thread."""
+        """What a connector does: ingest (durable), then tell the user's actor."""
         self.n += 1
         chat = chat or user
         result = await self.store.ingest(
@@ -88,7 +88,7 @@ class Chat:
         return result.status
 
 
-def app_tree(config: ThreadConfig, probes: list[Probe]) -> Supervisor:
+def app_tree(config: UserConfig, probes: list[Probe]) -> Supervisor:
     """users (the real threads) and a Probe standing in for the telegram door."""
 
     def door() -> Probe:
@@ -97,7 +97,7 @@ def app_tree(config: ThreadConfig, probes: list[Probe]) -> Supervisor:
 
     return Supervisor(
         [
-            ChildSpec("users", lambda: Directory(lambda key: UserThread(key, config))),
+            ChildSpec("users", lambda: Directory(lambda key: UserActor(key, config))),
             ChildSpec("connectors", lambda: Supervisor([ChildSpec("telegram", door)])),
         ]
     )
@@ -106,10 +106,10 @@ def app_tree(config: ThreadConfig, probes: list[Probe]) -> Supervisor:
 @asynccontextmanager
 async def open_chat(tmp_path: Path, fake: FakeLLM, **bounds: int) -> AsyncIterator[Chat]:
     """The tree over a fresh SQLite Store and a Brain on the fake LLM; ``bounds``
-    override ThreadConfig's context bounds."""
+    override UserConfig's context bounds."""
     async with open_store(None, tmp_path) as store:
         brain = Brain(settings_for(fake), store)
-        config = ThreadConfig(store=store, brain=brain, **bounds)
+        config = UserConfig(store=store, brain=brain, **bounds)
         probes: list[Probe] = []
         try:
             async with open_system(lambda: app_tree(config, probes), ask_timeout_s=10) as system:
@@ -212,7 +212,7 @@ async def test_no_model_configured_gives_a_clear_notice(tmp_path: Path) -> None:
         from config import Settings
 
         brain = Brain(Settings(), store)  # no key anywhere
-        config = ThreadConfig(store=store, brain=brain)
+        config = UserConfig(store=store, brain=brain)
         probes: list[Probe] = []
         async with open_system(lambda: app_tree(config, probes)) as system:
             chat = Chat(system, store, FakeLLM(), probes[-1])
@@ -294,7 +294,7 @@ async def turn(chat: Chat, text: str, answer: str, *after: Script) -> Received:
 
 
 async def settled(chat: Chat, user: str = "42") -> None:
-    """Until the thread's owned work (a reply's compaction, memory extraction) ended:
+    """Until the user actor's owned work (a reply's compaction, memory extraction) ended:
     waits on the scheduler, not on a clock."""
     with trio.fail_after(10):
         while chat.system.inspect(f"/users/telegram:{user}").tasks:
@@ -360,7 +360,7 @@ async def test_ok_without_a_pending_plan_is_an_ordinary_message(chat: Chat) -> N
 async def test_a_plan_made_in_a_group_is_approved_by_its_author_after_a_restart(
     chat: Chat,
 ) -> None:
-    """A user's thread serves all their chats; after a restart it loads the private
+    """A user's actor serves all their chats; after a restart it loads the private
     one, and an OK for a plan made in a group still finds that group."""
     chat.fake.script(MODEL, intent(True), Text("Done, in the group."))
     await chat.say("make a plan", user="42", chat="group-1")

@@ -2,7 +2,7 @@
 
 A real ``greenroom run`` child on a real Postgres of the test's own (a
 throwaway cluster from ``ops/pg.py``), web-chat users over HTTP, the fake LLM.
-Answers are in flight when the server is stopped for 60 s: the user threads
+Answers are in flight when the server is stopped for 60 s: the user actors
 fail on their writes and, restarted, on loading their work; they must back off
 per user instead of exhausting the directory's and the root's restart budgets
 (the old code's root gave up in about 2 s). Meanwhile greenroom stays up,

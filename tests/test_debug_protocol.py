@@ -1,5 +1,5 @@
 """The debug protocol against a real `greenroom run` (issue 4): every op, requests
-in flight together, watch seeing a kill, inject reaching a user thread, and
+in flight together, watch seeing a kill, inject reaching a user actor, and
 errors that never take the connection or the server down."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The HTTP door over real HTTP, in-process: sessions, messages, the feed, approvals.
 
 Each test starts the small tree of ``tests.httpkit`` (real Store, /storage, a
-scripted stand-in for the user threads, the real HttpConnector on port 0) and
+scripted stand-in for the user actors, the real HttpConnector on port 0) and
 talks to it with httpx. Synchronisation is by the door's own state (waiters in
 the feed, tree events), never by sleeping.
 """

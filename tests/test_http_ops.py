@@ -85,7 +85,7 @@ async def test_metrics_is_prometheus_text(tmp_path: Path) -> None:
             assert 'greenroom_http_responses_total{code="202"} 1' in lines
             assert 'greenroom_actor_restarts_total{path="/connectors/http"} 0' in lines
             assert 'greenroom_directory_live_actors{path="/users"} 1' in lines
-            # A user's thread is summed into /users, never a series of its own.
+            # A user's actor is summed into /users, never a series of its own.
             assert not any("/users/" in line for line in lines)
 
 
@@ -124,7 +124,7 @@ async def test_openapi_schema_describes_the_routes(tmp_path: Path) -> None:
 
 async def test_connector_crash_restarts_it_and_leaves_the_users_alone(tmp_path: Path) -> None:
     """Killing /connectors/http restarts it (listening again, serving the same
-    sessions and feed); the user threads are untouched."""
+    sessions and feed); the user actors are untouched."""
     with trio.fail_after(GUARD_S):
         async with open_door(tmp_path) as door:
             user, auth = await door.session()
@@ -175,7 +175,7 @@ async def test_unsent_replies_are_marked_sent_at_start_and_shown(tmp_path: Path)
 
 
 async def test_full_mailbox_is_503_and_nothing_is_stored(tmp_path: Path) -> None:
-    """A user's thread with a full mailbox: 503 + Retry-After before anything is
+    """A user's actor with a full mailbox: 503 + Retry-After before anything is
     stored; once it drains, the same message is accepted."""
     gate = trio.Event()
     with trio.fail_after(GUARD_S):

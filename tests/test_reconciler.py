@@ -2,7 +2,7 @@
 
 The application's tree with the real Telegram door (tests/fake_telegram.py),
 the fake LLM and SQLite. ``/reconciler`` sweeps storage: a job queued too long
-goes to its thread again, a reply unsent too long goes to its door again, each
+goes to its user's actor again, a reply unsent too long goes to its door again, each
 still exactly once. Sweeps are asked for (``chat.Reconcile``) so the test
 decides when they happen; one test lets the interval drive them.
 """
@@ -90,7 +90,7 @@ async def test_a_failed_telegram_send_is_sent_again_without_a_restart(app: App) 
 
 
 async def test_a_job_nobody_told_its_thread_about_is_answered_once(app: App) -> None:
-    """Old code: a message stored but never handed to its thread (a full mailbox, a
+    """Old code: a message stored but never handed to its user's actor (a full mailbox, a
     thread down at that moment) waited for the next start of greenroom."""
     app.llm.script(MODEL, intent(False), Text("Found you."))
     stored = await app.store.ingest(

@@ -1,7 +1,7 @@
 """The Telegram door end to end: the application's tree, the fake Bot API, the fake LLM.
 
 Everything is real but Telegram and the model: ``build_root`` (storage, brain,
-user threads, the HTTP and Telegram doors), SQLite, httpx talking HTTP to
+user actors, the HTTP and Telegram doors), SQLite, httpx talking HTTP to
 tests/fake_telegram.py, the anthropic SDK to tests/fake_llm.py. Updates are in
 the shapes the Bot API documents. Synchronisation is on recorded calls
 (``wait_calls``), never on sleeps.

@@ -4,7 +4,7 @@ The Store part runs against both backends (``store``: SQLite and a fresh
 Postgres database). The door part runs the real TelegramConnector against
 tests/fake_telegram.py through ``httpx.MockTransport`` on trio's virtual clock
 (so a step timeout of 60 s takes no time), with a recorder standing in for
-the user threads under ``/users``.
+the user actors under ``/users``.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ async def test_a_held_message_released_after_a_newer_one_is_born_superseded(stor
 
 async def test_in_a_group_a_held_photo_is_its_authors_work(store: Store) -> None:
     """Issue 10 item 2 with item 8: a released job belongs to its author (the old
-    release made a job with no author, which its author's thread could not claim),
+    release made a job with no author, which its author's actor could not claim),
     and another member's newer message does not supersede it."""
     alice = Inbound(platform="telegram", chat_id="g", user_id="alice", message_id="u1")
     photo, _, _ = await store.ingest_held(alice)
@@ -115,7 +115,7 @@ async def test_releasing_what_was_never_held(store: Store) -> None:
 
 # ---------------------------------------------------------------------- the door's enrichment
 class Recorder(Actor):
-    """A user thread that records the ``Received`` it is told."""
+    """A user actor that records the ``Received`` it is told."""
 
     def __init__(self, key: str, seen: list[Received], lot: trio.lowlevel.ParkingLot) -> None:
         self.key, self.seen, self.lot = key, seen, lot

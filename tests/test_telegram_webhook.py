@@ -1,6 +1,6 @@
 """The Telegram webhook path (issue 10, item 8): durable and 200 first, enrichment after.
 
-A small tree with the real parts: user threads (the real ``UserThread`` and
+A small tree with the real parts: user actors (the real ``UserActor`` and
 ``Brain`` against tests/fake_llm.py), the HTTP door (Hypercorn on loopback)
 and the Telegram door in webhook mode against tests/fake_telegram.py over
 HTTP, on a SQLite Store. The vision call is a describer the test holds
@@ -20,7 +20,7 @@ import httpx
 import pytest
 import trio
 
-from actors import ThreadConfig, UserThread
+from actors import UserActor, UserConfig
 from actors.brain import Brain
 from actors.connectors import HttpConnector, TelegramConnector
 from protocols.telegram import Identify
@@ -93,7 +93,7 @@ async def world(tmp_path: Path, fake_llm: FakeLLM, tg: FakeTelegram) -> AsyncIte
     describe = Describer(llm=fake_llm)
     async with open_store(None, tmp_path) as store:
         brain = Brain(settings, store)
-        threads = ThreadConfig(store=store, brain=brain)
+        threads = UserConfig(store=store, brain=brain)
 
         def doors() -> Supervisor:
             return Supervisor(
@@ -106,7 +106,7 @@ async def world(tmp_path: Path, fake_llm: FakeLLM, tg: FakeTelegram) -> AsyncIte
             )
 
         def users() -> Directory:
-            return Directory(lambda key: UserThread(key, threads), idle_timeout_s=None)
+            return Directory(lambda key: UserActor(key, threads), idle_timeout_s=None)
 
         def root() -> Supervisor:
             return Supervisor([ChildSpec("users", users), ChildSpec("connectors", doors)])
@@ -131,7 +131,7 @@ async def test_a_photo_is_answered_200_before_its_vision_call_and_handed_over_af
     world: World,
 ) -> None:
     """Issue 10, item 8: the webhook answers 200 once the photo message is durable,
-    while the vision call is still running; the user's thread is told only after
+    while the vision call is still running; the user's actor is told only after
     the description is stored, so the model reads it. (The old door described the
     photo before storing it and before answering: this POST hung on the describer.)"""
     world.llm.script(MODEL, intent(False), Text("Nice bike!"))

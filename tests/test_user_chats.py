@@ -1,6 +1,6 @@
 """Issue 10 item 2: one user, several chats; one group, several users.
 
-A user's thread (``/users/telegram:42``) serves every chat of that user, and
+A user's actor (``/users/telegram:42``) serves every chat of that user, and
 the per-chat state (pending plan, work in flight, supersede) belongs to the
 chat: an answer goes to the chat its message came from, a message in one chat
 never cancels another chat's work, and a restart resumes every chat. In a

@@ -1,6 +1,6 @@
 """The brain: LLM providers, cascades with circuit breakers, the classifier, tools, cost.
 
-:class:`Brain` is what user threads and proactive actors call (``classify``,
+:class:`Brain` is what user actors and proactive actors call (``classify``,
 ``answer``, ``summarize``, ``extract_memories``), each with a
 :class:`CallContext` naming the user, their tier and the ledger scope.
 Anthropic models go through the official SDK, any OpenAI-compatible endpoint

@@ -1,7 +1,7 @@
 """``/brain``: the brain's place in the tree, for operators and readiness probes.
 
 The Brain itself is plain object shared by the actors that call it (an LLM
-call runs as a task of the calling user thread, DESIGN.md "Actors and refs"),
+call runs as a task of the calling user actor, DESIGN.md "Actors and refs"),
 so this actor only reports: ``ask /brain kernel.Ping`` answers with the
 configured models and their breaker states. It owns nothing: ``greenroom
 run`` builds the Brain before the tree and closes it after.

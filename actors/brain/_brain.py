@@ -1,4 +1,4 @@
-"""The Brain: the one object user threads and proactive actors call for LLM work.
+"""The Brain: the one object user actors and proactive actors call for LLM work.
 
 It owns the provider clients, the per-model breakers and the tool registry;
 every call goes through the purpose's cascade (see ``_cascade``) and every

@@ -1,4 +1,4 @@
-"""What the doors share: handing a stored message to its author's thread, and storing
+"""What the doors share: handing a stored message to its author's actor, and storing
 a Telegram message (the Telegram door's poller and the HTTP door's webhook route
 both do, and neither imports the other)."""
 
@@ -14,17 +14,17 @@ from protocols.telegram import Ignored, Incoming, TelegramStored, to_inbound
 from storage import IngestResult, Store
 from supervision import ActorSystem, EntityRef, KernelError, UnknownPath, correlated
 
-__all__ = ["hand_off", "store_telegram", "tell_thread"]
+__all__ = ["hand_off", "store_telegram", "tell_author"]
 
 _log = structlog.get_logger("greenroom.connectors")
 
 
-async def tell_thread(system: ActorSystem, received: Received, *, timeout_s: float) -> bool:
-    """Tell the author's thread (``/users/<platform>:<user_id>``) ``received``, under
+async def tell_author(system: ActorSystem, received: Received, *, timeout_s: float) -> bool:
+    """Tell the author's actor (``/users/<platform>:<user_id>``) ``received``, under
     its message's correlation id; True when it was told.
 
-    Never raises for the thread's sake: the message and its queued job are in
-    storage, so a thread that cannot take it now (mailbox full for
+    Never raises for the actor's sake: the message and its queued job are in
+    storage, so an actor that cannot take it now (mailbox full for
     ``timeout_s``, directory down) only delays it until the reconciler
     re-dispatches queued jobs; that is logged as ``received_not_told``. A
     checkpoint; cancellation leaves the job queued.
@@ -49,9 +49,9 @@ async def hand_off(
     timeout_s: float,
     text: str | None = None,
 ) -> None:
-    """:func:`tell_thread` the ``chat.Received`` for a message ``Store.ingest`` made
+    """:func:`tell_author` the ``chat.Received`` for a message ``Store.ingest`` made
     durable (``text`` defaults to the stored text)."""
-    await tell_thread(system, result.received(user_id, text), timeout_s=timeout_s)
+    await tell_author(system, result.received(user_id, text), timeout_s=timeout_s)
 
 
 async def store_telegram(

@@ -4,7 +4,7 @@
 
 The door runs as in production (Hypercorn's trio worker inside
 ``/connectors/http``, FastAPI, the SQLite Store with group commit) with a
-no-op user thread under ``/users`` (so the figure is the door's: auth,
+no-op user actor under ``/users`` (so the figure is the door's: auth,
 validation, durable ingest, the hand-off, the 202). The client is httpx over
 loopback in the same trio loop, which shares the one core with the server:
 the figures are an upper bound on latency, a lower bound on what the server
@@ -41,7 +41,7 @@ from supervision import Actor, ChildSpec, Directory, Supervisor, open_system  # 
 
 
 class Sink(Actor):
-    """A user thread that takes Received and does nothing with it."""
+    """A user actor that takes Received and does nothing with it."""
 
     def __init__(self, key: str) -> None:
         self.key = key

@@ -6,7 +6,7 @@ and answered 200 at p99 <= 20 ms at 1,000 updates/s.
 The server (this process) is the door as in production: the HTTP door
 (Hypercorn's trio worker, FastAPI) and the real Telegram door in webhook mode,
 a Store on Postgres (a fresh database on the server ``ops/pg.py`` finds or
-starts) with group commit, and a no-op user thread per user under ``/users``
+starts) with group commit, and a no-op user actor per user under ``/users``
 (so the figure is the doors': secret check, parse, durable ingest, the 200,
 then the hand-off and ``sendChatAction``). The client is a separate process
 (``--client``), so client and server do not share an event loop: it also
@@ -195,7 +195,7 @@ async def server_main(args: argparse.Namespace) -> dict[str, Any]:
     from tests.fake_telegram import TOKEN
 
     class Sink(Actor):
-        """A user thread that takes Received and does nothing with it."""
+        """A user actor that takes Received and does nothing with it."""
 
         def __init__(self, key: str) -> None:
             self.key = key

@@ -3,7 +3,7 @@
 :class:`Door` holds the door's state for one incarnation of the connector
 (feed, counters, rate limiter, a cache of thread ids) and talks to the rest
 of greenroom: the Store directly (the request path stays one ingest long) and
-the user threads through ``/users``. Every method that can fail for a reason
+the user actors through ``/users``. Every method that can fail for a reason
 the client should hear raises :class:`ApiError`; storage and kernel errors are
 translated here, at the boundary.
 """
@@ -132,15 +132,15 @@ class Door:
 
     # ------------------------------------------------------------------ messages
     def thread(self, user_id: str) -> EntityRef:
-        """The user's thread under ``/users`` (activated on first send); 503 when
+        """The user's actor under ``/users`` (activated on first send); 503 when
         ``/users`` is not running."""
         try:
             return EntityRef(self.system.lookup("/users"), user_key(PLATFORM, user_id))
         except UnknownPath:
-            raise _busy("the user threads are not running; try again shortly") from None
+            raise _busy("the user actors are not running; try again shortly") from None
 
     def check_room(self, user_id: str) -> None:
-        """503 when the user's thread is live with a full mailbox (read from outside:
+        """503 when the user's actor is live with a full mailbox (read from outside:
         nothing is stored for a message that could not be handed on)."""
         try:
             info = self.system.inspect(f"/users/{user_key(PLATFORM, user_id)}")
@@ -151,7 +151,7 @@ class Door:
             raise _busy("your conversation is busy; try again shortly")
 
     async def accept(self, user_id: str, text: str, client_id: str | None) -> int:
-        """Store one message durably, then wake the user's thread; return its id.
+        """Store one message durably, then wake the user's actor; return its id.
 
         413 for text past ``max_text_bytes``, 422 for blank or unstorable text,
         503 for a full mailbox (before anything is stored). A redelivery (same
@@ -189,7 +189,7 @@ class Door:
         return result.message.id
 
     async def approve(self, user_id: str, approval_id: int) -> None:
-        """Tell the user's thread the OK; return when it approved. 409 superseded or
+        """Tell the user's actor the OK; return when it approved. 409 superseded or
         rejected, 404 not this user's, 503 when the thread cannot answer in time."""
         ref = self.thread(user_id)
         try:

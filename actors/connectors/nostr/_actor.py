@@ -8,7 +8,7 @@
 
 Inbound: each relay actor reads its relay and hands every event to the
 shared :class:`Hub`, which verifies it, stores it once (by event id) and
-tells the user's thread. Outbound: ``chat.Deliver`` starts a task that builds
+tells the user's actor. Outbound: ``chat.Deliver`` starts a task that builds
 the reply event (kept in storage before it is sent), publishes it to every
 connected relay and marks the reply sent once at least one relay said OK.
 A reply no relay accepted stays in the outbox and is re-sent whenever a

@@ -36,7 +36,7 @@ _WRAP_LOOKBACK_S = 2 * 24 * 3600
 class Counters:
     """What the door has seen since it started (read by tests and operators)."""
 
-    received: int = 0  # events routed to a user thread
+    received: int = 0  # events routed to a user actor
     duplicates: int = 0  # events already stored (another relay, a replay)
     ignored: int = 0  # valid but not for us
     invalid: int = 0  # bad id, signature or shape: dropped

@@ -5,7 +5,7 @@ The actor owns one task, the connection loop: connect (bounded by
 connection fails or ends, wait ``reconnect_delay(attempt)`` and try again.
 The delay doubles from ``backoff_min_s`` to ``backoff_max_s`` (with +/-20 %
 jitter) and starts over after a session that reached ``EOSE``. A relay that
-is down only delays itself: its siblings, the connector and the user threads
+is down only delays itself: its siblings, the connector and the user actors
 never wait for it. Network and protocol failures stay inside this loop; a
 storage failure fails the actor (its supervisor restarts it).
 """

@@ -24,7 +24,7 @@ Messages:
 
 - ``chat.Deliver``: queued in the :class:`Outbox`, sent by a task per chat;
 - ``telegram.Stored``: a message the route (or the poller) made durable.
-  A text message goes to its thread at once (``chat.Received``); a held
+  A text message goes to its author's actor at once (``chat.Received``); a held
   media message is enriched in work this door owns (``_enrich``, at most
   ``max_enrichments`` at once, each step bounded by ``enrich_timeout_s``),
   released, and only then handed over, in arrival order per chat
@@ -50,7 +50,7 @@ from protocols.telegram import PLATFORM, BotIdentity, Identify, TelegramStored, 
 from storage import Store
 from supervision import Actor
 
-from .._route import tell_thread
+from .._route import tell_author
 from ._api import BotApi
 from ._enrich import Describer, Enricher
 from ._errors import ApiError, Conflict, RetryAfter, TelegramError, TelegramUnavailable
@@ -206,7 +206,7 @@ class TelegramConnector(Actor):
         any held one before it in its chat); have a held one enriched. A redelivery
         is handed over again only while its job is still queued, and its held
         message enriched only if nobody is at it: no second download or model
-        call. Never raises for the thread's sake; a checkpoint when it hands over."""
+        call. Never raises for the actor's sake; a checkpoint when it hands over."""
         assert self.handover is not None
         self.counts["ingested" if stored.created else "duplicate"] += 1
         if stored.job_id is None:
@@ -214,7 +214,7 @@ class TelegramConnector(Actor):
                 self._typing(stored.chat_id)  # enrichment takes a while: show it
             return
         if not stored.queued:
-            return  # its thread has it already
+            return  # its author's actor has it already
         received = Received(
             job_id=stored.job_id,
             message_id=stored.message_id,
@@ -238,9 +238,9 @@ class TelegramConnector(Actor):
             return await self.enricher.enrich(message_id, self.bot)
 
     async def _hand_over(self, received: Received) -> None:
-        """Tell the author's thread ``received`` (see ``tell_thread``: at most
+        """Tell the author's actor ``received`` (see ``tell_author``: at most
         ``ask_timeout_s`` for room, never raising). A checkpoint when it waits."""
-        await tell_thread(self.system, received, timeout_s=self.settings.kernel.ask_timeout_s)
+        await tell_author(self.system, received, timeout_s=self.settings.kernel.ask_timeout_s)
 
     def _typing(self, chat_id: str) -> None:
         """Show "typing" in the chat, best effort: once per _TYPING_S per chat, never

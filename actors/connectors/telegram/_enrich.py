@@ -3,7 +3,7 @@
 A voice, audio or photo message is stored held (``Store.ingest_held``: no job
 yet) and Telegram is answered at once; :meth:`Enricher.enrich` then does the
 slow and paid part and releases it (``Store.release_held``: final text and
-job), and the door hands it to its thread, which so reads the transcript or
+job), and the door hands it to its author's actor, which so reads the transcript or
 the description as the user's words and as an artifact.
 
 Promises:
@@ -100,7 +100,7 @@ class Enricher:
 
     async def enrich(self, message_id: int, bot: BotIdentity) -> Received | None:
         """Enrich and release held message ``message_id``; return the ``chat.Received``
-        to hand its thread, or None when there is nobody to tell: it was not held
+        to hand its author's actor, or None when there is nobody to tell: it was not held
         (released meanwhile), or a newer message of its chat already has a job (it
         is then context for that one, as a thread's supersede would make it). A
         checkpoint.

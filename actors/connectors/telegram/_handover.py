@@ -1,4 +1,4 @@
-"""Handing stored messages to their threads in the order they came, per chat.
+"""Handing stored messages to their authors' actors in the order they came, per chat.
 
 A text message is ready when stored (its job is queued); a voice, audio or
 photo message is held until enriched (see ``_enrich``). A user who sends a
@@ -45,8 +45,8 @@ class Handover:
     """Per-chat ordered hand-over (see the module docstring).
 
     ``enrich(message_id)`` enriches and releases a held message and returns the
-    ``Received`` to tell (or None); ``tell(received)`` hands one to its thread
-    and never raises for the thread's sake; ``spawn(fn, *args, name=)`` runs a
+    ``Received`` to tell (or None); ``tell(received)`` hands one to its author's actor
+    and never raises for the actor's sake; ``spawn(fn, *args, name=)`` runs a
     task the door owns.
     """
 

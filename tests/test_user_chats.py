@@ -14,9 +14,19 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
+import trio.testing
 
+from actors import UserActor, UserConfig
+from actors.brain import Brain
+from protocols import Deliver, Ping
+from storage import open_store
+from supervision import Actor, ChildSpec, Directory, Supervisor, open_system
+from supervision.testing import Probe
+from tests.brainkit import settings_for
 from tests.fake_llm import FakeLLM, Hang, Text, ToolUse, gated
 from tests.test_conversation import MODEL, Chat, intent, open_chat, settled
 
@@ -186,3 +196,65 @@ async def test_a_threads_context_is_read_from_storage_once_not_per_call(chat: Ch
     # The model still saw the whole conversation: the third call's context holds it.
     assert "question 0" in json.dumps(chat.fake.requests[-1].body)
     assert "answer 1" in json.dumps(chat.fake.requests[-1].body)
+
+
+def delivered(received: list[Any]) -> list[str]:
+    return [m.text for m in received if isinstance(m, Deliver)]
+
+
+class GatedDoor(Actor):
+    """A door that takes one message at a time, and only once its gate opened."""
+
+    mailbox_capacity = 1
+
+    def __init__(self, gate: trio.Event, received: list[Any]) -> None:
+        self.gate = gate
+        self.received = received
+
+    async def receive(self, msg: Any) -> None:
+        await self.gate.wait()
+        self.received.append(msg)
+
+
+async def test_an_answer_being_handed_over_when_a_newer_message_comes_is_still_answered(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    """Issue 10 item 6b: the reply was recorded, then the newer message's supersede
+    cancelled the work while it handed the reply to a busy door: the job was
+    recorded ``canceled`` although it was answered, and the answer was not sent."""
+    gate, received = trio.Event(), []
+    async with open_store(None, tmp_path) as store:
+        brain = Brain(settings_for(fake_llm), store)
+        config = UserConfig(store=store, brain=brain)
+
+        def tree() -> Supervisor:
+            door = ChildSpec("telegram", lambda: GatedDoor(gate, received))
+            return Supervisor([
+                ChildSpec("users", lambda: Directory(lambda key: UserActor(key, config))),
+                ChildSpec("connectors", lambda: Supervisor([door])),
+            ])  # fmt: skip
+
+        try:
+            async with open_system(tree, ask_timeout_s=10) as system:
+                chat = Chat(system, store, fake_llm, Probe())
+                door = system.lookup("/connectors/telegram")
+                await door.tell(Ping())  # the door is busy with this one ...
+                await door.tell(Ping())  # ... and its mailbox is full
+                fake_llm.script(MODEL, intent(False), Text("first answer"))
+                first = await chat.say("first")
+                with trio.fail_after(10):
+                    while not await store.replies_after(first.thread_id):
+                        await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+                # The first answer is recorded and waits for room at the door.
+                fake_llm.script(MODEL, intent(False), Text("second answer"))
+                second = await chat.say("second")
+                await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+                gate.set()
+                with trio.fail_after(10):
+                    while "second answer" not in delivered(received):
+                        await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+                assert delivered(received) == ["first answer", "second answer"]
+                assert (await store.get_job(first.job_id)).status == "done"
+                assert (await store.get_job(second.job_id)).status == "done"
+        finally:
+            await brain.aclose()

@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar, TypeVarTuple
 
 import outcome
 import trio
 
 __all__ = ["LoopThread"]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 class LoopThread:
@@ -30,7 +33,7 @@ class LoopThread:
         self._thread.start()
         self._closed = False
 
-    async def run(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    async def run(self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
         """Run ``await fn(*args)`` on the loop and return (or raise) its outcome.
 
         A checkpoint. If the trio caller is cancelled, the asyncio task is
@@ -82,7 +85,9 @@ class LoopThread:
             self.loop.call_soon_threadsafe(cancel)
             return trio.lowlevel.Abort.FAILED  # finish() reschedules once it ended
 
-        return await trio.lowlevel.wait_task_rescheduled(abort)
+        # wait_task_rescheduled is untyped (Any): this is the outcome finish() unwrapped.
+        result: T = await trio.lowlevel.wait_task_rescheduled(abort)
+        return result
 
     async def aclose(self) -> None:
         """Cancel what still runs on the loop, stop it, join its thread, close it.

@@ -1,8 +1,8 @@
 """The few things the two SQL dialects do differently, in one place.
 
-Every transaction script (``_scripts.py``) is written once, with Postgres-style
-``$1`` placeholders; each backend's :class:`Dialect` converts values in and out
-(timestamps, JSON) and supplies the clauses only one of them has.
+Every transaction script (in the concern modules) is written once, with
+Postgres-style ``$1`` placeholders; each backend's :class:`Dialect` converts
+values in and out (timestamps, JSON) and supplies the clauses only one of them has.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Concatenate, ParamSpec, TypeVar
 
 import asyncpg
 import structlog
@@ -38,13 +38,15 @@ import trio
 from protocols import mask_url
 
 from ._aioloop import LoopThread
+from ._backend import Script
 from ._dialect import POSTGRES, Dialect
 from ._errors import DatabaseInUse, MigrationError, StorageError, StoreUnavailable
 from ._migrate import SCHEMA_TABLE, known_migrations, pending_migrations
-from ._scripts import Script
 
 __all__ = ["PostgresBackend"]
 
+T = TypeVar("T")
+P = ParamSpec("P")
 _log = structlog.get_logger("greenroom.storage")
 # pg_advisory_xact_lock key for migrations: any constant unique to greenroom.
 _MIGRATION_LOCK = 0x67726E72  # "grnr"
@@ -136,13 +138,21 @@ class PostgresBackend:
             command_timeout_s=command_timeout_s,
         )
 
-    async def run(self, fn: Callable[..., Script[Any]], *args: Any) -> Any:
-        """Run the transaction script ``fn(dialect, *args)`` in one transaction.
+    async def run(
+        self,
+        fn: Callable[Concatenate[Dialect, P], Script[T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run the transaction script ``fn(dialect, *args, **kwargs)`` in one transaction.
 
         A checkpoint. If cancelled, the transaction is rolled back.
         """
+        # Made here, run on the loop: a generator does nothing until it is driven.
+        script = fn(POSTGRES, *args, **kwargs)
         try:
-            return await self._loop.run(self._drive, fn, args)
+            return await self._loop.run(self._drive, script)
         except _CONNECTION_ERRORS as exc:
             raise StoreUnavailable(self.target, _reason(exc)) from exc
         except asyncpg.InterfaceError as exc:
@@ -160,16 +170,16 @@ class PostgresBackend:
         ) as exc:
             raise StorageError(f"postgres: {_reason(exc)}") from exc
 
-    async def _drive(self, fn: Callable[..., Script[Any]], args: tuple[Any, ...]) -> Any:
+    async def _drive(self, script: Script[T]) -> T:
         async with self._pool.acquire() as conn, conn.transaction():
-            script = fn(POSTGRES, *args)
             try:
                 query = next(script)
                 while True:
                     rows = await conn.fetch(query.sql, *query.args)
                     query = script.send(rows)
             except StopIteration as done:
-                return done.value
+                result: T = done.value  # what the script returned (StopIteration is untyped)
+                return result
             finally:
                 script.close()
 
@@ -274,7 +284,7 @@ class PostgresBackend:
     async def migrate(self) -> list[int]:
         """Apply the migrations not yet applied; return their versions (empty: up to date)."""
         try:
-            return await self._loop.run(self._migrate)  # type: ignore[no-any-return]
+            return await self._loop.run(self._migrate)
         except _CONNECTION_ERRORS as exc:
             raise StoreUnavailable(self.target, _reason(exc)) from exc
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

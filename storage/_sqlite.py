@@ -18,19 +18,21 @@ import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Concatenate, ParamSpec, TypeVar
 
 import structlog
 
 from supervision import ActorSystem, BlockingThread
 
+from ._backend import Script
 from ._dialect import SQLITE, Dialect
 from ._errors import DatabaseInUse, MigrationError, StorageError, StoreUnavailable
 from ._migrate import SCHEMA_TABLE, known_migrations, pending_migrations
-from ._scripts import Script
 
 __all__ = ["SqliteBackend"]
 
+T = TypeVar("T")
+P = ParamSpec("P")
 _log = structlog.get_logger("greenroom.storage")
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 _converted: dict[str, str] = {}
@@ -75,17 +77,26 @@ class SqliteBackend:
             raise
         return cls(path, thread, conn)
 
-    async def run(self, fn: Callable[..., Script[Any]], *args: Any) -> Any:
-        """Run the transaction script ``fn(dialect, *args)`` in one transaction.
+    async def run(
+        self,
+        fn: Callable[Concatenate[Dialect, P], Script[T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run the transaction script ``fn(dialect, *args, **kwargs)`` in one transaction.
 
         A checkpoint. If cancelled, the transaction still completes (or rolls
         back) on the thread; its result is discarded.
         """
-        return await self._thread.run(self._drive, fn, args)
+        # Made here, run on the thread: a generator does nothing until it is driven.
+        script = fn(SQLITE, *args, **kwargs)
+        # BlockingThread.run is untyped (Any): this is what _drive returned.
+        result: T = await self._thread.run(self._drive, script)
+        return result
 
-    def _drive(self, fn: Callable[..., Script[Any]], args: tuple[Any, ...]) -> Any:
+    def _drive(self, script: Script[T]) -> T:
         conn = self._conn
-        script = fn(SQLITE, *args)
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -95,7 +106,8 @@ class SqliteBackend:
                     query = script.send(rows)
             except StopIteration as done:
                 conn.execute("COMMIT")
-                return done.value
+                result: T = done.value  # what the script returned (StopIteration is untyped)
+                return result
             finally:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -179,7 +191,8 @@ class SqliteBackend:
 
     async def migrate(self) -> list[int]:
         """Apply the migrations not yet applied; return their versions (empty: up to date)."""
-        return await self._thread.run(self._migrate)  # type: ignore[no-any-return]
+        applied: list[int] = await self._thread.run(self._migrate)  # untyped: _migrate's
+        return applied
 
     def _migrate(self) -> list[int]:
         # One write transaction from reading what is applied to the last step:

@@ -45,7 +45,7 @@ class IngestResult:
     created: bool
 
     def received(self, user_id: str, text: str | None = None) -> Received:
-        """The ``chat.Received`` that hands this message to its author's thread
+        """The ``chat.Received`` that hands this message to its author's actor
         (``user_id`` is the platform's id of the author; ``text`` defaults to the
         stored text, e.g. a connector may pass a voice transcript)."""
         return Received(

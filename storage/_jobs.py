@@ -180,7 +180,7 @@ def job_for_message(d: Dialect, message_id: int) -> Script[Job | None]:
 
 
 def queued_work(d: Dialect, limit: int, before: datetime | None) -> Script[list[Received]]:
-    """Queued jobs with what routes them to their user's thread, oldest first; only
+    """Queued jobs with what routes them to their user's actor, oldest first; only
     those last changed before ``before`` when given."""
     age = " AND j.updated_at < $2" if before is not None else ""
     rows = yield Q(
@@ -298,7 +298,7 @@ class Jobs(StorePart):
 
     async def open_threads(self, author: str) -> list[ThreadRecord]:
         """The threads (chats) in which the user ``author`` has a job queued or running,
-        by id: where a restarted user thread has work to resume. ValueError for a
+        by id: where a restarted user actor has work to resume. ValueError for a
         malformed key."""
         return await self._run(open_threads, author_key(author))
 
@@ -314,7 +314,7 @@ class Jobs(StorePart):
     async def queued_work(
         self, limit: int = 1000, *, older_than_s: float | None = None
     ) -> list[Received]:
-        """Queued jobs as the ``Received`` that routes each to its user's thread,
+        """Queued jobs as the ``Received`` that routes each to its user's actor,
         oldest first: what ``greenroom run`` re-dispatches after ``recover()``. With
         ``older_than_s``, only jobs unchanged for that long by the Store's clock (what
         the reconciler re-dispatches: work nobody picked up)."""

@@ -32,7 +32,7 @@ class UserRecord:
 
     @property
     def key(self) -> str:
-        """``"<platform>:<platform_user_id>"``, the user's thread key."""
+        """``"<platform>:<platform_user_id>"``, the user's actor key."""
         return f"{self.platform}:{self.platform_user_id}"
 
 

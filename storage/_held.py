@@ -95,8 +95,9 @@ def begin_held(
 
 def release_held(d: Dialect, message_id: int, text: str, now: datetime) -> Script[IngestResult]:
     """End a message's hold: set its text and create its job, queued, or canceled
-    when a newer message of its thread already has one (the newest message wins,
-    as a thread's claim decides). Released before: the record as it is."""
+    when a newer message of the same author in its chat already has one (the newest
+    message wins, as the author's actor's claim decides). Released before: the
+    record as it is."""
     ts = d.ts(now)
     held = yield Q(
         "DELETE FROM connector_state WHERE connector = $1 AND key = $2 RETURNING key",

@@ -33,7 +33,7 @@ from ._state import ActorState
 from ._supervisor import Supervisor
 from ._system import ActorSystem, kill, open_system
 from ._tasks import TaskHandle
-from ._threaded import BlockingThread
+from ._threaded import BlockingWorker
 
 __all__ = [
     "DEFAULT",
@@ -49,7 +49,7 @@ __all__ = [
     "AskTimeout",
     "Backoff",
     "BlockingActor",
-    "BlockingThread",
+    "BlockingWorker",
     "ChildSpec",
     "DeadLetter",
     "DeadLetterReason",

@@ -14,6 +14,7 @@ from __future__ import annotations
 from ._actor import Actor, AnyActor, BlockingActor, Dispatcher
 from ._backoff import NO_BACKOFF, Backoff
 from ._deadletters import DeadLetter, DeadLetterReason, DeadLetters
+from ._default import DEFAULT
 from ._directory import Directory, EntityRef
 from ._errors import (
     ActorFailed,
@@ -27,7 +28,7 @@ from ._errors import (
 )
 from ._introspect import ActorInfo, ErrorInfo, TreeEvent
 from ._logging import RedactSecrets, configure_logging, correlated
-from ._ref import DEFAULT, ActorRef
+from ._ref import ActorRef
 from ._spec import ChildSpec, RestartType, Strategy, should_restart
 from ._state import ActorState
 from ._supervisor import Supervisor

@@ -35,6 +35,7 @@ import trio
 
 from ._backoff import Backoff
 from ._cell import RUNNING, STARTING, STOPPED, Cell
+from ._default import DEFAULT, Default
 from ._errors import ActorStopped
 from ._intensity import add_restart, exceeded
 from ._spec import ChildSpec, RestartType, validate_capacity, validate_name, validate_timeout
@@ -72,7 +73,7 @@ class Directory(Supervisor):
         idle_timeout_s: float | None = 600.0,
         max_live: int | None = 100_000,
         restart: RestartType = "permanent",
-        shutdown_timeout_s: float | None = -1.0,
+        shutdown_timeout_s: float | Default | None = DEFAULT,
         mailbox_capacity: int | None = None,
         max_restarts: int = 10,
         within_s: float = 10.0,

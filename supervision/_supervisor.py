@@ -17,6 +17,7 @@ import trio
 from ._actor import Actor
 from ._backoff import Backoff
 from ._cell import BACKOFF, FAILED, STARTING, STOPPED, Cell
+from ._default import DEFAULT
 from ._errors import SupervisorGaveUp
 from ._intensity import add_restart, exceeded
 from ._spec import STRATEGIES, ChildSpec, ExitReason, Strategy, should_restart, validate_timeout
@@ -149,7 +150,7 @@ class Supervisor(Actor):
     def shutdown_timeout(self, cell: Cell) -> float | None:
         """The child's own timeout; supervisors by default wait for their subtree."""
         t = cell.spec.shutdown_timeout_s
-        if t != -1.0:
+        if t is not DEFAULT:
             return t
         return None if isinstance(cell.actor, Supervisor) else cell.system.shutdown_timeout_s
 

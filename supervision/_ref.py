@@ -9,13 +9,10 @@ import trio
 from ._ask import _Ask
 from ._default import DEFAULT, Default
 from ._errors import AskTimeout
-from ._state import ActorState
+from ._state import RUNNING
 
 if TYPE_CHECKING:
     from ._cell import Cell
-
-
-RUNNING = ActorState.RUNNING
 
 
 class ActorRef:
@@ -48,7 +45,7 @@ class ActorRef:
         if mb is not None and len(mb) < cell.capacity and cell.state is RUNNING:
             mb.append(msg)  # the hot path: room in a live mailbox
             if not cell.active:
-                cell._schedule()
+                cell.schedule()
             return
         await cell.put(msg)
 

@@ -13,11 +13,12 @@ import trio.testing
 
 from protocols import Clock, system_clock
 
-from ._cell import STARTING, STOPPED, Cell
+from ._cell import Cell
 from ._deadletters import DeadLetters
 from ._errors import UnknownPath
-from ._introspect import ActorInfo, TreeEvent
+from ._introspect import ActorInfo, TreeEvent, actor_info
 from ._spec import ChildSpec, validate_capacity, validate_timeout
+from ._state import STARTING, STOPPED
 from ._timer import AskTimer
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ class ActorSystem:
     # ------------------------------------------------------------------ introspection
     def snapshot(self, path: str = "/") -> ActorInfo:
         """The subtree at ``path`` as immutable data, read without any mailbox."""
-        return self._live(path).info(recursive=True)
+        return actor_info(self._live(path), recursive=True)
 
     def kill(self, path: str, reason: str = "killed by operator") -> None:
         """See :func:`kill`."""
@@ -150,7 +151,7 @@ class ActorSystem:
 
     def inspect(self, path: str) -> ActorInfo:
         """One actor, without its children."""
-        return self._live(path).info(recursive=False)
+        return actor_info(self._live(path), recursive=False)
 
     def children(self, path: str) -> list[str]:
         """The names of the children of the actor at ``path``, in start order (a

@@ -28,7 +28,8 @@ import structlog
 from actors.brain import Brain, BrainActor, BrainError, CallContext
 from config import Settings
 from storage import Store
-from supervision import DEBUG_SOCKET_NAME, Backoff, ChildSpec, DebugServer, Directory, Supervisor
+from supervision import Backoff, ChildSpec, Directory, Supervisor
+from supervision.debug import DEBUG_SOCKET_NAME, DebugServer
 
 from ._reconciler import Reconciler
 from ._storage import StorageActor

@@ -1,6 +1,6 @@
 """The SQLite backend: stdlib ``sqlite3`` in WAL mode, one connection on one thread.
 
-The connection lives on a :class:`supervision.BlockingThread` (the kernel's
+The connection lives on a :class:`supervision.BlockingWorker` (the kernel's
 thread dispatcher), the single writer; the trio loop only ever waits for it.
 ``synchronous=FULL``: a commit that returned survives a power cut, not only a
 process crash; group commit is what pays for the fsync.
@@ -22,7 +22,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import structlog
 
-from supervision import ActorSystem, BlockingThread
+from supervision import ActorSystem, BlockingWorker
 
 from ._backend import Script
 from ._dialect import SQLITE, Dialect
@@ -54,7 +54,7 @@ class SqliteBackend:
 
     dialect: Dialect = SQLITE
 
-    def __init__(self, path: Path, thread: BlockingThread, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, thread: BlockingWorker, conn: sqlite3.Connection) -> None:
         self.path = path
         self.target = str(path)
         self._thread = thread
@@ -69,7 +69,7 @@ class SqliteBackend:
         Raises StoreUnavailable naming the path when it cannot be opened
         (missing directory, permissions, not a database). A checkpoint.
         """
-        thread = BlockingThread(system)
+        thread = BlockingWorker(system)
         try:
             conn = await thread.run(_connect, path)
         except BaseException:

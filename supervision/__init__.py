@@ -3,22 +3,18 @@
 Actors (:class:`Actor` on the trio loop, :class:`BlockingActor` on a pykka
 thread) handle one message at a time from a bounded mailbox; supervisors
 restart them by OTP's rules with Akka's backoff; a :class:`Directory` holds
-keyed, passivating children; introspection reads the tree from outside, and
-:class:`DebugServer` serves it over the debug socket to ``greenroom ctl``
-(:func:`ctl`). The testing kit is :mod:`supervision.testing`.
+keyed, passivating children; introspection reads the tree from outside
+(``ActorSystem.snapshot``, ``inspect``, ``subscribe`` ...). The testing kit is
+:mod:`supervision.testing`. The debug-socket server and ``greenroom ctl`` are
+their own package, :mod:`supervision.debug`, built on this public API only.
 """
 
 from __future__ import annotations
 
 from ._actor import Actor, AnyActor, BlockingActor, Dispatcher
 from ._backoff import NO_BACKOFF, Backoff
-from ._ctl import ctl, render_tree
 from ._deadletters import DeadLetter, DeadLetterReason, DeadLetters
-from ._debug_client import CtlError, DebugClient, RemoteError
-from ._debug_listen import Peer
-from ._debug_ops import AuditHook
-from ._debug_server import DEBUG_SOCKET_NAME, DebugServer
-from ._debug_wire import DebugError, DebugSocketError, ErrorKind
+from ._default import DEFAULT
 from ._directory import Directory, EntityRef
 from ._errors import (
     ActorFailed,
@@ -32,16 +28,15 @@ from ._errors import (
 )
 from ._introspect import ActorInfo, ErrorInfo, TreeEvent
 from ._logging import RedactSecrets, configure_logging, correlated
-from ._ref import DEFAULT, ActorRef
+from ._ref import ActorRef
 from ._spec import ChildSpec, RestartType, Strategy, should_restart
 from ._state import ActorState
 from ._supervisor import Supervisor
 from ._system import ActorSystem, kill, open_system
 from ._tasks import TaskHandle
-from ._threaded import BlockingThread
+from ._threaded import BlockingWorker
 
 __all__ = [
-    "DEBUG_SOCKET_NAME",
     "DEFAULT",
     "NO_BACKOFF",
     "Actor",
@@ -53,30 +48,21 @@ __all__ = [
     "ActorSystem",
     "AnyActor",
     "AskTimeout",
-    "AuditHook",
     "Backoff",
     "BlockingActor",
-    "BlockingThread",
+    "BlockingWorker",
     "ChildSpec",
-    "CtlError",
     "DeadLetter",
     "DeadLetterReason",
     "DeadLetters",
-    "DebugClient",
-    "DebugError",
-    "DebugServer",
-    "DebugSocketError",
     "Directory",
     "Dispatcher",
     "EntityRef",
     "ErrorInfo",
-    "ErrorKind",
     "KernelError",
     "Killed",
     "MailboxFull",
-    "Peer",
     "RedactSecrets",
-    "RemoteError",
     "RestartType",
     "Strategy",
     "Supervisor",
@@ -86,9 +72,7 @@ __all__ = [
     "UnknownPath",
     "configure_logging",
     "correlated",
-    "ctl",
     "kill",
     "open_system",
-    "render_tree",
     "should_restart",
 ]

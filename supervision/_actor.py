@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 import structlog
 
+from ._tasks import TaskHandle, spawn_task
+
 if TYPE_CHECKING:
     from ._cell import Cell
     from ._ref import ActorRef
     from ._system import ActorSystem
-    from ._tasks import TaskHandle
 
 Dispatcher = Literal["trio", "thread"]
 
@@ -112,7 +113,7 @@ class Actor(_ActorBase):
         exception from it fails the actor. Not a checkpoint. Raises
         ``ActorStopped`` if the actor is stopping or stopped.
         """
-        return self._cell.spawn_task(fn, args, name)
+        return spawn_task(self._cell, fn, args, name)
 
 
 class BlockingActor(_ActorBase):
@@ -157,3 +158,24 @@ class BlockingActor(_ActorBase):
 
 
 AnyActor: TypeAlias = Actor | BlockingActor
+
+
+_HOOKS: dict[tuple[type, str], bool] = {}
+
+
+def overrides_hook(cls: Any, op: str) -> bool:
+    """Whether ``cls`` overrides the hook that ``op`` (``"start"``, ``"restart"``,
+    ``"stop"``) runs, cached per class: an actor with no hook to run is running
+    at once, and stopped at once, with no task spawned."""
+    key = (cls, op)
+    found = _HOOKS.get(key)
+    if found is None:
+        base: Any = BlockingActor if issubclass(cls, BlockingActor) else Actor
+        if op == "stop":
+            found = cls.on_stop is not base.on_stop
+        else:
+            found = cls.on_start is not base.on_start or (
+                op == "restart" and cls.on_restart is not base.on_restart
+            )
+        _HOOKS[key] = found
+    return found

@@ -1,12 +1,20 @@
-"""One actor's kernel bookkeeping: mailbox, drain task, lifecycle, failure.
+"""One actor's kernel bookkeeping: identity, instance, mailbox, stopping.
+
+The cell is the state. Here: building, starting and restarting an instance,
+the mailbox and its backpressure, failing from outside, stopping, waiting for
+a state change. Elsewhere, by concern: the drain task that runs the actor's
+code (``_drain``), failing (``_failure``), passivation (``_passivation``),
+owned tasks (``_tasks``), the snapshot read from outside (``_introspect``),
+the cold bookkeeping (``_cold``), the supervisor's side (``_supervising``).
 
 Invariants (the memory target depends on them):
 
 * An idle cell (empty mailbox, no owned tasks) holds **no trio task**: the drain
   task exists only while there is something to do (``active``), and the mailbox
   deque is dropped when it empties.
-* Rarely used bookkeeping lives in ``cold`` (a :class:`_Cold`), allocated on
-  first need, so an idle actor that never failed costs a few hundred bytes.
+* Rarely used bookkeeping lives in ``cold`` (a :class:`~._cold.Cold`), allocated
+  on first need (:meth:`Cell.ensure_cold`), so an idle actor that never failed
+  costs a few hundred bytes.
 * Only the drain task runs the actor's ``receive`` and lifecycle hooks, one at a
   time, except ``on_stop``, which the stopper runs after the drain task exited.
 """
@@ -15,104 +23,31 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
 
-from ._actor import Actor, BlockingActor, _ActorBase
+from ._actor import _ActorBase, overrides_hook
 from ._ask import _Ask
+from ._cold import Cold
 from ._deadletters import DeadLetterReason
-from ._errors import ActorFailed, ActorStopped, MailboxFull
-from ._introspect import ActorInfo, ErrorInfo
+from ._drain import drain_task
+from ._errors import ActorStopped, MailboxFull
+from ._failure import NOTHING, fail
 from ._ref import ActorRef
-from ._state import ActorState
-from ._tasks import TaskHandle
+from ._state import ACCEPTING, BACKOFF, FAILED, RUNNING, STARTING, STOPPED, STOPPING
+from ._supervising import ChildExited
+from ._tasks import cancel_tasks
 from ._threaded import call_on_thread, start_host, stop_host
 
 if TYPE_CHECKING:
-    import pykka
-
     from ._actor import AnyActor
     from ._spec import ChildSpec
     from ._system import ActorSystem
 
 _log = structlog.get_logger("greenroom.kernel")
-
-STARTING = ActorState.STARTING
-RUNNING = ActorState.RUNNING
-BACKOFF = ActorState.BACKOFF
-FAILED = ActorState.FAILED
-STOPPING = ActorState.STOPPING
-STOPPED = ActorState.STOPPED
-_ACCEPTING = frozenset({STARTING, RUNNING, BACKOFF, FAILED})
-
-#: Messages handled in a row before the drain task yields to other tasks.
-FAIRNESS_BATCH = 64
-#: Scheduler ticks a drain task stays after its mailbox empties (see ``_drain``).
-LINGER_TICKS = 2
-#: Restart times kept per actor for introspection.
-RESTART_TIMES_KEPT = 10
-
-
-class _Nothing:
-    __slots__ = ()
-
-
-_NOTHING: Any = _Nothing()
-
-
-class _Cold:
-    """Bookkeeping most actors never touch; see the module docstring."""
-
-    __slots__ = (
-        "attention",
-        "backoff_n",
-        "children",
-        "control",
-        "exit_requested",
-        "host",
-        "instance_down",
-        "kill",
-        "last_error",
-        "lot",
-        "restart_gen",
-        "restart_times",
-        "restarts",
-        "space",
-        "started_at",
-        "sysq",
-        "tasks",
-        "window",
-    )
-
-    def __init__(self) -> None:
-        self.attention = False  # the drain loop must look at sysq / kill / exit
-        self.sysq: collections.deque[Any] = collections.deque()
-        self.control: list[tuple[Any, ...]] = []
-        self.kill: BaseException | None = None
-        self.exit_requested = False
-        self.space: trio.lowlevel.ParkingLot | None = None
-        self.lot: trio.lowlevel.ParkingLot | None = None
-        self.tasks: set[TaskHandle] = set()
-        self.children: dict[str, Cell] | None = None
-        self.restart_times: collections.deque[float] = collections.deque(maxlen=RESTART_TIMES_KEPT)
-        self.restarts = 0
-        self.last_error: ErrorInfo | None = None
-        self.host: pykka.ActorRef[Any] | None = None
-        self.backoff_n = 0
-        self.started_at = 0.0  # when the current instance became RUNNING (inf: not yet)
-        # The current instance was shut down (on_stop ran, tasks cancelled); it
-        # waits for a restart. Cleared when a fresh instance is installed.
-        self.instance_down = False
-        # Bumped by the supervisor at every restart decision about this child and
-        # at every restart: a delayed restart scheduled at an older generation is
-        # stale and is dropped (see Supervisor._restart).
-        self.restart_gen = 0
-        # This child's own restart times, for a supervisor that keeps a restart
-        # intensity per child (Directory); ascending, see _intensity.add_restart.
-        self.window: tuple[float, ...] = ()
 
 
 class Cell:
@@ -143,7 +78,7 @@ class Cell:
         self.spec = spec
         self.name = name
         self.mailbox: collections.deque[Any] | None = None
-        self.cold: _Cold | None = None
+        self.cold: Cold | None = None
         self.state = STARTING
         self.active = False
         self.scope: trio.CancelScope | None = None
@@ -170,12 +105,17 @@ class Cell:
             ref = self._ref = ActorRef(self)
         return ref
 
-    def hot(self) -> _Cold:
-        """The cold bookkeeping, allocated on first use."""
+    def ensure_cold(self) -> Cold:
+        """The cold bookkeeping, allocated on first use (then kept for good)."""
         cold = self.cold
         if cold is None:
-            cold = self.cold = _Cold()
+            cold = self.cold = Cold()
         return cold
+
+    def children(self) -> dict[str, Cell]:
+        """The children by name (empty for an actor that has none)."""
+        cold = self.cold
+        return {} if cold is None or cold.children is None else cold.children
 
     # ------------------------------------------------------------------ instances
     def _build(self) -> AnyActor:
@@ -198,25 +138,26 @@ class Cell:
             self.cold.instance_down = False
         cls = type(actor)
         if cls.dispatcher == "thread":
-            self.hot().host = start_host()
-        if _needs_hook(cls, op[0]):
+            self.ensure_cold().host = start_host()
+        if overrides_hook(cls, op[0]):
             self.state = STARTING
-            cold = self.hot()
+            cold = self.ensure_cold()
             cold.control.append(op)
             if not self.active:
-                self._schedule()
+                self.schedule()
         else:
-            self._running(op)
+            self.now_running(op)
 
-    def _running(self, op: tuple[Any, ...]) -> None:
+    def now_running(self, op: tuple[Any, ...]) -> None:
+        """The start (or restart) ``op`` is done: the instance takes messages."""
         self.state = RUNNING
         if self.cold is not None:
             self.cold.started_at = trio.current_time()
-        self._notify_lot()
+        self.wake_waiters()
         kind = "restarted" if self.cold is not None and self.cold.restarts else "started"
         self.system.emit(kind, self)
         if not self.active and (self.mailbox or (self.cold is not None and self.cold.attention)):
-            self._schedule()
+            self.schedule()
 
     def restart(self, error: BaseException | None) -> None:
         """Replace the stopped instance with a fresh one; it runs ``on_restart(error)``
@@ -224,7 +165,7 @@ class Cell:
 
         The mailbox is kept. If the factory raises, the actor fails again.
         """
-        cold = self.hot()
+        cold = self.ensure_cold()
         cold.restarts += 1
         cold.restart_times.append(trio.current_time())
         # Not running yet: until the fresh instance is RUNNING it has had no stable
@@ -237,25 +178,25 @@ class Cell:
         try:
             actor = self._build()
         except Exception as exc:
-            self._fail(exc, _NOTHING)
+            fail(self, exc, NOTHING)
             return
         self._begin(("start",) if error is None else ("restart", error), actor)
 
     # ------------------------------------------------------------------ mailbox
     def put_nowait(self, item: Any) -> None:
         """Enqueue without waiting; dead-letters if stopped; raises MailboxFull if full."""
-        if self.state not in _ACCEPTING:
-            self._undeliverable(item, "stopped")
+        if self.state not in ACCEPTING:
+            self.dead_letter(item, "stopped")
             return
         mb = self.mailbox
         if mb is None:
             mb = self.mailbox = collections.deque()
         elif len(mb) >= self.capacity:
-            self._undeliverable(item, "mailbox_full")
+            self.dead_letter(item, "mailbox_full")
             raise MailboxFull(self.path, self.capacity)
         mb.append(item)
         if not self.active and self.state is RUNNING:
-            self._schedule()
+            self.schedule()
 
     async def put(self, item: Any) -> None:
         """Enqueue, waiting for space while the mailbox is full (backpressure).
@@ -265,29 +206,30 @@ class Cell:
         """
         waited = False
         while True:
-            if self.state not in _ACCEPTING:
-                self._undeliverable(item, "stopped")
+            if self.state not in ACCEPTING:
+                self.dead_letter(item, "stopped")
                 return
             mb = self.mailbox
             if mb is None or len(mb) < self.capacity:
                 self.put_nowait(item)
                 if waited and self.mailbox is not None and len(self.mailbox) < self.capacity:
-                    self._space_freed()  # room is left: the next waiting sender goes on
+                    self.space_freed()  # room is left: the next waiting sender goes on
                 return
-            cold = self.hot()
+            cold = self.ensure_cold()
             if cold.space is None:
                 cold.space = trio.lowlevel.ParkingLot()
             await cold.space.park()
             waited = True
 
-    def _space_freed(self) -> None:
+    def space_freed(self) -> None:
         """Wake one sender waiting for space (woken by a pop from a full mailbox, or
         by the sender woken before it, while room is left)."""
         cold = self.cold
         if cold is not None and cold.space:
             cold.space.unpark()
 
-    def _undeliverable(self, item: Any, reason: DeadLetterReason) -> None:
+    def dead_letter(self, item: Any, reason: DeadLetterReason) -> None:
+        """Record ``item`` as undeliverable; its ask, if it is one, gets ``ActorStopped``."""
         if type(item) is _Ask:
             item.fail(ActorStopped(self.path))
             item = item.msg
@@ -295,181 +237,18 @@ class Cell:
 
     def push_system(self, msg: Any) -> None:
         """Queue a kernel message (ahead of the mailbox, never bounded)."""
-        cold = self.hot()
+        cold = self.ensure_cold()
         cold.sysq.append(msg)
         cold.attention = True
         if not self.active and self.state is RUNNING:
-            self._schedule()
+            self.schedule()
 
     # ------------------------------------------------------------------ the drain task
-    def _schedule(self) -> None:
+    def schedule(self) -> None:
+        """Start the drain task (``_drain``); the caller checked it is not running."""
         self.active = True
         self.scope = trio.CancelScope()
-        self.system.nursery.start_soon(self._run)
-
-    async def _run(self) -> None:
-        structlog.contextvars.bind_contextvars(actor=self.path)
-        scope = self.scope
-        assert scope is not None
-        hand: list[Any] = [_NOTHING]  # the message _drain held when it raised
-        failure: Exception | None = None
-        passing = True  # until proven otherwise, a BaseException is going up
-        try:
-            try:
-                with scope:
-                    if self.cold is not None and self.cold.control:
-                        await self._run_control()
-                    if self.state is RUNNING:
-                        await self._drain(hand)
-            except Exception as exc:
-                # An error from receive or a hook: a group of errors too, and what
-                # is left of a group once our scope has taken its Cancelled out.
-                failure = exc
-            passing = False
-        finally:
-            self.scope = None
-            self.active = False
-            self._settle(hand[0], failure, passing=passing, cancelled=scope.cancel_called)
-            self._notify_lot()
-
-    def _settle(
-        self, item: Any, failure: Exception | None, *, passing: bool, cancelled: bool
-    ) -> None:
-        """The drain task is ending: the one place that settles the message it had
-        in hand (dead letter, and the waiting ask answered) and applies a failure.
-
-        ``passing``: a BaseException that is not ours (KeyboardInterrupt, a
-        cancellation from outside the system) goes on up; the message is then
-        dead-lettered as ``interrupted`` and its ask gets ``ActorStopped``. A
-        kill wins over whatever its cancellation made ``receive`` raise. An
-        instance its supervisor is shutting down is not failed again: a message
-        it finished by raising is still ``caused_failure``, one cut short by the
-        shutdown's cancellation is ``interrupted``.
-        """
-        cold = self.cold
-        kill = None
-        if cold is not None and cold.kill is not None:
-            kill, cold.kill = cold.kill, None
-        if passing or self.state not in (STARTING, RUNNING):
-            if failure is not None and not cancelled:
-                self._record_failure(failure, item, interrupted=False)
-            elif item is not _NOTHING:
-                if failure is not None:
-                    _log.warning("error_while_stopping", actor=self.path, error=repr(failure))
-                self._undeliverable_interrupted(item)
-        elif kill is not None:
-            if failure is not None:
-                _log.warning("error_while_killed", actor=self.path, error=repr(failure))
-            self._fail(kill, item, interrupted=True)
-        elif failure is not None:
-            self._fail(failure, item)
-        elif item is not _NOTHING:
-            self._undeliverable_interrupted(item)  # cancelled in hand: not its fault
-        elif not self.mailbox:
-            self.mailbox = None
-            self.idle_since = trio.current_time()
-
-    async def _drain(self, hand: list[Any]) -> None:
-        """Handle messages until the mailbox stays empty, a kernel message or exit
-        needs the drain to stop, or the state leaves RUNNING. If anything is raised
-        while a message is in hand, the message is left in ``hand[0]`` for
-        ``_settle``, whatever the exception's shape."""
-        actor = self.actor
-        receive = actor.receive
-        host = self.cold.host if self.cold is not None else None
-        system = self.system
-        # Locals, not globals, on the per-message path (the tell benchmark's budget
-        # is about 0.5 us a message; each lookup saved is a few per cent of it).
-        ask, nothing, running = _Ask, _NOTHING, RUNNING
-        was_full = self.capacity - 1  # the length right after a pop from a full mailbox
-        n = FAIRNESS_BATCH
-        lingered = 0
-        item: Any = nothing
-        try:
-            while True:
-                cold = self.cold
-                if cold is not None and cold.attention and not await self._attend(cold):
-                    return
-                mb = self.mailbox
-                if not mb:
-                    if lingered == LINGER_TICKS:
-                        return
-                    # Stay a few scheduler ticks: a request/reply partner's next
-                    # message then finds us active and costs no task spawn (~11 us
-                    # here). Two ticks, because trio shuffles each runnable batch.
-                    # Runnable, never parked: an idle actor still holds no task.
-                    lingered += 1
-                    await trio.lowlevel.checkpoint()
-                    continue
-                lingered = 0
-                item = mb.popleft()
-                if len(mb) == was_full:
-                    # Senders wait for space only while the mailbox is full, so only
-                    # this pop can free one; ``put`` passes the wake-up on while room
-                    # is left. (Asking the parking lot on every pop cost ~15 % here.)
-                    self._space_freed()
-                if type(item) is ask:
-                    if item.status:
-                        item = nothing
-                        continue  # withdrawn by its caller before we got to it
-                    item.status = 1
-                    if host is None:
-                        item.resolve(await receive(item.msg))
-                    else:
-                        item.resolve(await call_on_thread(host, system, receive, item.msg))
-                elif host is None:
-                    await receive(item)
-                else:
-                    await call_on_thread(host, system, receive, item)
-                item = nothing
-                self.processed += 1
-                if self.state is not running:
-                    return
-                n -= 1
-                if not n:
-                    n = FAIRNESS_BATCH
-                    await trio.lowlevel.checkpoint()
-        except BaseException:
-            hand[0] = item  # not handled here: _run settles it, then this goes on up
-            raise
-
-    async def _attend(self, cold: _Cold) -> bool:
-        """Handle kill / kernel messages / exit; False when the drain must stop."""
-        if cold.kill is not None:
-            kill, cold.kill = cold.kill, None
-            raise kill
-        while cold.sysq:
-            msg = cold.sysq.popleft()
-            await self.actor._system_receive(msg)  # type: ignore[union-attr]
-            if self.state is not RUNNING:
-                cold.attention = bool(cold.sysq) or cold.exit_requested
-                return False
-        cold.attention = cold.exit_requested
-        return not cold.exit_requested
-
-    async def _run_control(self) -> None:
-        cold = self.hot()
-        while cold.control and self.state in (STARTING, RUNNING):
-            op = cold.control.pop(0)
-            match op:
-                case ("start",):
-                    await self.hook("on_start")
-                    if self.state is STARTING:
-                        self._running(op)
-                case ("restart", error):
-                    await self.hook("on_restart", error)
-                    if self.state is STARTING:
-                        self._running(op)
-                case ("passivate",):
-                    if not (self.mailbox or cold.attention or cold.tasks):
-                        await self.hook("on_passivate")
-                        if not self.mailbox and not cold.attention and self.state is RUNNING:
-                            self._passivated()
-                            return
-                    # busy again: passivation is cancelled, the instance stays live
-                    parent = self.parent
-                    if parent is not None:
-                        parent.actor._passivation_cancelled(self)  # type: ignore[union-attr]
+        self.system.nursery.start_soon(drain_task, self)
 
     async def hook(self, name: str, *args: Any) -> None:
         """Run a lifecycle hook of the current instance (on its thread if blocking)."""
@@ -480,49 +259,7 @@ class Cell:
         else:
             await fn(*args)
 
-    def _undeliverable_interrupted(self, item: Any) -> None:
-        if type(item) is _Ask:
-            item.fail(ActorStopped(self.path))
-            item = item.msg
-        self.system.dead_letters.record(self.path, "interrupted", item, trio.current_time())
-
-    # ------------------------------------------------------------------ failure
-    def _fail(self, exc: BaseException, item: Any, *, interrupted: bool = False) -> None:
-        """The actor failed: record, dead-letter the culprit, tell the supervisor."""
-        self.state = FAILED
-        self._record_failure(exc, item, interrupted=interrupted)
-        parent = self.parent
-        if parent is None:
-            self.system.root_failed(exc)
-        else:
-            from ._supervisor import ChildFailed
-
-            parent.push_system(ChildFailed(self, exc))
-
-    def _record_failure(self, exc: BaseException, item: Any, *, interrupted: bool) -> None:
-        """Record ``exc`` as the last error, dead-letter ``item`` (failing its ask with
-        ActorFailed), cancel the owned tasks, log and publish the failure."""
-        now = trio.current_time()
-        cold = self.hot()
-        cold.last_error = ErrorInfo.capture(exc, now)
-        if item is not _NOTHING:
-            msg = item
-            if type(item) is _Ask:
-                item.fail(ActorFailed(self.path, exc))
-                msg = item.msg
-            reason: DeadLetterReason = "interrupted" if interrupted else "caused_failure"
-            self.system.dead_letters.record(self.path, reason, msg, now)
-        self._cancel_tasks()
-        _log.error(
-            "actor_failed",
-            actor=self.path,
-            error_type=type(exc).__name__,
-            error=str(exc),
-            message_type=None if item is _NOTHING else type(getattr(item, "msg", item)).__name__,
-        )
-        self.system.emit("failed", self, cold.last_error.summary())
-        self._notify_lot()
-
+    # ------------------------------------------------------------------ from outside
     def fail_from_outside(self, exc: BaseException) -> None:
         """Fail the actor as if ``receive`` had raised ``exc`` (kill, owned-task failure).
 
@@ -534,17 +271,17 @@ class Cell:
             _log.info("fail_ignored", actor=self.path, state=str(self.state), error=repr(exc))
             return
         if self.active:
-            cold = self.hot()
+            cold = self.ensure_cold()
             cold.kill = exc
             cold.attention = True
             assert self.scope is not None
             self.scope.cancel()
         else:
-            self._fail(exc, _NOTHING)
+            fail(self, exc, NOTHING)
 
     def request_exit(self) -> None:
         """The actor asked to stop normally: stop draining, let the supervisor decide."""
-        cold = self.hot()
+        cold = self.ensure_cold()
         if cold.exit_requested:
             return
         cold.exit_requested = True
@@ -553,34 +290,7 @@ class Cell:
         if parent is None:
             self.system.root_exited()
         else:
-            from ._supervisor import ChildExited
-
             parent.push_system(ChildExited(self))
-
-    # ------------------------------------------------------------------ owned tasks
-    def spawn_task(
-        self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], name: str | None
-    ) -> TaskHandle:
-        if self.state not in (STARTING, RUNNING):
-            raise ActorStopped(self.path)
-        handle = TaskHandle(self, name or str(getattr(fn, "__qualname__", repr(fn))))
-        self.hot().tasks.add(handle)
-        self.system.nursery.start_soon(handle._run, fn, args, name=f"{self.path}:{handle.name}")
-        return handle
-
-    def owns(self, handle: TaskHandle) -> bool:
-        return self.cold is not None and handle in self.cold.tasks
-
-    def forget_task(self, handle: TaskHandle) -> None:
-        if self.cold is not None:
-            self.cold.tasks.discard(handle)
-
-    def _cancel_tasks(self) -> None:
-        cold = self.cold
-        if cold is not None and cold.tasks:
-            tasks, cold.tasks = cold.tasks, set()
-            for t in tasks:
-                t.cancel()
 
     # ------------------------------------------------------------------ stopping
     async def shutdown_instance(self, timeout: float | None, *, final: bool) -> None:
@@ -596,16 +306,16 @@ class Cell:
         cancellation of the actor's work still happens.
         """
         self.state = STOPPING if final else FAILED
-        self._notify_lot()
+        self.wake_waiters()
         cold = self.cold
         if cold is not None and cold.instance_down:
             return
         path = self.path
         limit = math.inf if timeout is None else timeout
-        if not self.active and not _needs_hook(type(self.actor), "stop"):
+        if not self.active and not overrides_hook(type(self.actor), "stop"):
             limit = 0.0 if cold is None or cold.host is None else limit
             if limit == 0.0:  # nothing to wait for and no on_stop: skip the cancel scope
-                self._cancel_tasks()
+                cancel_tasks(self)
                 if cold is not None:
                     cold.instance_down = True
                 return
@@ -629,8 +339,8 @@ class Cell:
         finally:
             if self.active and self.scope is not None:
                 self.scope.cancel()
-            self._cancel_tasks()
-            cold = self.hot()
+            cancel_tasks(self)
+            cold = self.ensure_cold()
             cold.instance_down = True
             if cold.host is not None:
                 stop_host(cold.host)
@@ -648,13 +358,15 @@ class Cell:
         try:
             await self.shutdown_instance(timeout, final=True)
         finally:
-            self._finish_stop("stopped", reason)
+            self.finish_stop("stopped", reason)
 
-    def _finish_stop(self, event: str, reason: DeadLetterReason = "stopped") -> None:
+    def finish_stop(self, event: str, reason: DeadLetterReason = "stopped") -> None:
+        """The actor is STOPPED: dead-letter its mailbox, drop its kernel work,
+        release its waiting senders, publish ``event``."""
         self.state = STOPPED
         mb, self.mailbox = self.mailbox, None
         while mb:
-            self._undeliverable(mb.popleft(), reason)
+            self.dead_letter(mb.popleft(), reason)
         cold = self.cold
         if cold is not None:
             cold.sysq.clear()
@@ -662,48 +374,24 @@ class Cell:
             cold.attention = False
             if cold.space is not None:
                 cold.space.unpark_all()
-        self._notify_lot()
+        self.wake_waiters()
         self.system.emit(event, self)
 
     def enter_backoff(self) -> None:
         """Mark a failed actor as waiting out its restart backoff (messages queue)."""
         self.state = BACKOFF
-        self._notify_lot()
+        self.wake_waiters()
         self.system.emit("backoff", self)
-
-    # ------------------------------------------------------------------ passivation
-    def request_passivate(self) -> bool:
-        """Ask an idle actor to passivate; False (nothing done) unless it is idle."""
-        cold = self.cold
-        if (
-            self.state is not RUNNING
-            or self.active
-            or self.mailbox
-            or (cold is not None and (cold.tasks or cold.attention))
-        ):
-            return False
-        self.hot().control.append(("passivate",))
-        self._schedule()
-        return True
-
-    def _passivated(self) -> None:
-        cold = self.hot()
-        if cold.host is not None:
-            stop_host(cold.host)
-            cold.host = None
-        self._finish_stop("passivated")
-        parent = self.parent
-        if parent is not None:
-            parent.actor._child_passivated(self)  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------ waiting
     async def _park(self) -> None:
-        cold = self.hot()
+        cold = self.ensure_cold()
         if cold.lot is None:
             cold.lot = trio.lowlevel.ParkingLot()
         await cold.lot.park()
 
-    def _notify_lot(self) -> None:
+    def wake_waiters(self) -> None:
+        """The state may have changed: every ``wait_until`` re-checks."""
         cold = self.cold
         if cold is not None and cold.lot:
             cold.lot.unpark_all()
@@ -712,48 +400,3 @@ class Cell:
         """Wait until ``predicate(self)`` holds; re-checked at every state change."""
         while not predicate(self):
             await self._park()
-
-    # ------------------------------------------------------------------ introspection
-    def children(self) -> dict[str, Cell]:
-        cold = self.cold
-        return {} if cold is None or cold.children is None else cold.children
-
-    def info(self, *, recursive: bool) -> ActorInfo:
-        cold = self.cold
-        kids: tuple[ActorInfo, ...] = ()
-        if recursive and cold is not None and cold.children:
-            kids = tuple(c.info(recursive=True) for c in list(cold.children.values()))
-        return ActorInfo(
-            path=self.path,
-            cls=type(self.actor).__qualname__,
-            state=self.state.value,
-            dispatcher=type(self.actor).dispatcher,
-            mailbox_depth=len(self.mailbox) if self.mailbox else 0,
-            mailbox_capacity=self.capacity,
-            processed=self.processed,
-            restarts=cold.restarts if cold else 0,
-            restart_times=tuple(cold.restart_times) if cold else (),
-            last_error=cold.last_error if cold else None,
-            tasks=len(cold.tasks) if cold else 0,
-            children=kids,
-        )
-
-
-_HOOKS: dict[tuple[type, str], bool] = {}
-
-
-def _needs_hook(cls: Any, op: str) -> bool:
-    """Whether ``cls`` overrides the hook that ``op`` runs (cached per class): an
-    actor with no hook to run is running at once, with no task spawned."""
-    key = (cls, op)
-    found = _HOOKS.get(key)
-    if found is None:
-        base: Any = BlockingActor if issubclass(cls, BlockingActor) else Actor
-        if op == "stop":
-            found = cls.on_stop is not base.on_stop
-        else:
-            found = cls.on_start is not base.on_start or (
-                op == "restart" and cls.on_restart is not base.on_restart
-            )
-        _HOOKS[key] = found
-    return found

@@ -34,10 +34,13 @@ import structlog
 import trio
 
 from ._backoff import Backoff
-from ._cell import RUNNING, STARTING, STOPPED, Cell
+from ._cell import Cell
+from ._default import DEFAULT, Default
 from ._errors import ActorStopped
 from ._intensity import add_restart, exceeded
+from ._passivation import request_passivate
 from ._spec import ChildSpec, RestartType, validate_capacity, validate_name, validate_timeout
+from ._state import RUNNING, STARTING, STOPPED
 from ._supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -72,7 +75,7 @@ class Directory(Supervisor):
         idle_timeout_s: float | None = 600.0,
         max_live: int | None = 100_000,
         restart: RestartType = "permanent",
-        shutdown_timeout_s: float | None = -1.0,
+        shutdown_timeout_s: float | Default | None = DEFAULT,
         mailbox_capacity: int | None = None,
         max_restarts: int = 10,
         within_s: float = 10.0,
@@ -131,7 +134,7 @@ class Directory(Supervisor):
 
     def _evict(self) -> None:
         for cell in list(itertools.islice(self._kids().values(), EVICTION_SCAN)):
-            if cell.request_passivate():
+            if request_passivate(cell):
                 self._passivating.add(cell.name)
                 _log.debug("evicted", actor=self.path, child=cell.path)
                 return
@@ -172,7 +175,7 @@ class Directory(Supervisor):
                         kids[key] = cell
                         next_due = min(next_due, now + timeout if due <= now else due)
                         continue
-                    if cell.request_passivate():
+                    if request_passivate(cell):
                         self._passivating.add(key)
                     else:
                         next_due = min(next_due, now + timeout)
@@ -185,7 +188,7 @@ class Directory(Supervisor):
     # ------------------------------------------------------------------ per-key intensity
     def _intensity_exceeded(self, cell: Cell, now: float) -> bool:
         """Count a restart of ``cell``'s key in that key's own window."""
-        cold = cell.hot()
+        cold = cell.ensure_cold()
         cold.window = add_restart(cold.window, now, self.within_s, self.max_restarts)
         return exceeded(cold.window, self.max_restarts)
 

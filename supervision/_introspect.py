@@ -1,14 +1,17 @@
 """What introspection returns: immutable snapshots read from kernel bookkeeping.
 
 They are built from outside the actors (never through a mailbox), so a stuck
-actor is still visible.
+actor is still visible: :func:`actor_info` reads a cell's bookkeeping.
 """
 
 from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._cell import Cell
 
 
 class ErrorInfo:
@@ -109,3 +112,25 @@ class TreeEvent:
     path: str
     at: float
     error: str | None = None
+
+
+def actor_info(cell: Cell, *, recursive: bool) -> ActorInfo:
+    """``cell`` as an :class:`ActorInfo`, with its subtree if ``recursive``."""
+    cold = cell.cold
+    kids: tuple[ActorInfo, ...] = ()
+    if recursive and cold is not None and cold.children:
+        kids = tuple(actor_info(c, recursive=True) for c in list(cold.children.values()))
+    return ActorInfo(
+        path=cell.path,
+        cls=type(cell.actor).__qualname__,
+        state=cell.state.value,
+        dispatcher=type(cell.actor).dispatcher,
+        mailbox_depth=len(cell.mailbox) if cell.mailbox else 0,
+        mailbox_capacity=cell.capacity,
+        processed=cell.processed,
+        restarts=cold.restarts if cold else 0,
+        restart_times=tuple(cold.restart_times) if cold else (),
+        last_error=cold.last_error if cold else None,
+        tasks=len(cold.tasks) if cold else 0,
+        children=kids,
+    )

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ._ask import _Ask
+from ._default import DEFAULT, Default
 from ._errors import AskTimeout
-from ._state import ActorState
+from ._state import RUNNING
 
 if TYPE_CHECKING:
     from ._cell import Cell
-
-
-class _Default:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "DEFAULT"
-
-
-#: ``ask(timeout=DEFAULT)`` takes the system's configured ask timeout.
-DEFAULT: Final[Any] = _Default()
-RUNNING = ActorState.RUNNING
 
 
 class ActorRef:
@@ -56,7 +45,7 @@ class ActorRef:
         if mb is not None and len(mb) < cell.capacity and cell.state is RUNNING:
             mb.append(msg)  # the hot path: room in a live mailbox
             if not cell.active:
-                cell._schedule()
+                cell.schedule()
             return
         await cell.put(msg)
 
@@ -73,7 +62,7 @@ class ActorRef:
         with reason ``mailbox_full``). Never blocks; not a checkpoint."""
         self._cell.put_nowait(msg)
 
-    async def ask(self, msg: Any, *, timeout: float | None = DEFAULT) -> Any:
+    async def ask(self, msg: Any, *, timeout: float | Default | None = DEFAULT) -> Any:
         """Send ``msg`` and return what the actor's ``receive`` returned.
 
         Raises ``ActorFailed`` if handling it raised (the actor is then failed

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._default import DEFAULT, Default
+
 if TYPE_CHECKING:
     from ._actor import AnyActor
 
@@ -62,14 +64,14 @@ class ChildSpec:
     every restart (state is never carried over a restart; persist what matters).
     ``shutdown_timeout_s`` bounds the child's ``on_stop``; ``None`` waits forever,
     which is what supervisors use so their whole subtree stops in order (OTP's
-    ``infinity``). The default ``shutdown_timeout_s`` (the sentinel ``-1``) takes
-    the system's configured value.
+    ``infinity``). The default, :data:`DEFAULT`, takes the system's configured
+    value (for a supervisor: ``None``).
     """
 
     name: str
     factory: Callable[[], AnyActor] | Callable[[str], AnyActor]
     restart: RestartType = "permanent"
-    shutdown_timeout_s: float | None = -1.0
+    shutdown_timeout_s: float | Default | None = DEFAULT
     mailbox_capacity: int | None = None
     # Directory children are built by ``factory(key)``; set by Directory only.
     keyed: bool = field(default=False, repr=False)
@@ -82,7 +84,7 @@ class ChildSpec:
             )
         if self.restart not in RESTART_TYPES:
             raise ValueError(f"restart must be one of {RESTART_TYPES}, not {self.restart!r}")
-        if self.shutdown_timeout_s != -1.0:
+        if self.shutdown_timeout_s is not DEFAULT:
             validate_timeout("shutdown_timeout_s", self.shutdown_timeout_s)
         validate_capacity(self.mailbox_capacity)
 

@@ -8,7 +8,6 @@ waiting for the previous one's ``on_start``; they stop right to left.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -16,45 +15,19 @@ import trio
 
 from ._actor import Actor
 from ._backoff import Backoff
-from ._cell import BACKOFF, FAILED, STARTING, STOPPED, Cell
+from ._cell import Cell
+from ._default import DEFAULT
 from ._errors import SupervisorGaveUp
 from ._intensity import add_restart, exceeded
 from ._spec import STRATEGIES, ChildSpec, ExitReason, Strategy, should_restart, validate_timeout
+from ._state import BACKOFF, FAILED, STARTING, STOPPED
+from ._supervising import ChildExited, ChildFailed, RestartDue
 
 if TYPE_CHECKING:
     from ._ref import ActorRef
     from ._tasks import TaskHandle
 
 _log = structlog.get_logger("greenroom.supervisor")
-
-
-@dataclass(frozen=True, slots=True)
-class ChildFailed:
-    """Kernel message: a child raised (or was killed)."""
-
-    cell: Cell
-    error: BaseException
-
-
-@dataclass(frozen=True, slots=True)
-class ChildExited:
-    """Kernel message: a child asked to stop normally (``Actor.stop()``)."""
-
-    cell: Cell
-
-
-@dataclass(frozen=True, slots=True)
-class RestartDue:
-    """Kernel message: the backoff of these children is over.
-
-    Each child comes with the restart generation it was scheduled at: a later
-    restart decision about that child (a group restart that took it in) makes
-    this one stale, and it is dropped for that child (OTP cancels the pending
-    restart; a generation also covers a message already queued).
-    """
-
-    cells: tuple[tuple[Cell, int], ...]
-    error: BaseException | None
 
 
 class Supervisor(Actor):
@@ -111,7 +84,7 @@ class Supervisor(Actor):
 
     # ------------------------------------------------------------------ children
     def _kids(self) -> dict[str, Cell]:
-        cold = self._cell.hot()
+        cold = self._cell.ensure_cold()
         if cold.children is None:
             cold.children = {}
         return cold.children
@@ -149,7 +122,7 @@ class Supervisor(Actor):
     def shutdown_timeout(self, cell: Cell) -> float | None:
         """The child's own timeout; supervisors by default wait for their subtree."""
         t = cell.spec.shutdown_timeout_s
-        if t != -1.0:
+        if t is not DEFAULT:
             return t
         return None if isinstance(cell.actor, Supervisor) else cell.system.shutdown_timeout_s
 
@@ -189,7 +162,7 @@ class Supervisor(Actor):
                 kids.pop(c.name, None)
             else:
                 restart.append(c)
-        due = tuple((c, c.hot().restart_gen) for c in restart)
+        due = tuple((c, c.ensure_cold().restart_gen) for c in restart)
         delay = self._delay(cell, now)
         _log.info(
             "child_restarting", actor=self.path, child=cell.path, reason=reason, delay_s=delay
@@ -244,7 +217,7 @@ class Supervisor(Actor):
         Not a checkpoint, so no timer fires between the decision and this."""
         members = set(group)
         for c in group:
-            c.hot().restart_gen += 1
+            c.ensure_cold().restart_gen += 1
         for handle, cells in list(self._delayed.items()):
             if handle.done:
                 del self._delayed[handle]
@@ -253,7 +226,7 @@ class Supervisor(Actor):
                 del self._delayed[handle]
 
     def _delay(self, cell: Cell, now: float) -> float:
-        cold = cell.hot()
+        cold = cell.ensure_cold()
         n = 0 if now - cold.started_at >= self.backoff.reset_after_s else cold.backoff_n
         cold.backoff_n = n + 1
         return self.backoff.delay(n, cell.system.rng)
@@ -273,7 +246,7 @@ class Supervisor(Actor):
         the previous one's start hook."""
         kids = self._kids()
         for c, gen in due:
-            cold = c.hot()
+            cold = c.ensure_cold()
             waiting = c.state in _WAITING and cold.instance_down
             if kids.get(c.name) is c and waiting and cold.restart_gen == gen:
                 cold.restart_gen += 1  # consumed: a duplicate of this restart is stale

@@ -13,11 +13,12 @@ import trio.testing
 
 from protocols import Clock, system_clock
 
-from ._cell import STARTING, STOPPED, Cell
+from ._cell import Cell
 from ._deadletters import DeadLetters
 from ._errors import UnknownPath
-from ._introspect import ActorInfo, TreeEvent
+from ._introspect import ActorInfo, TreeEvent, actor_info
 from ._spec import ChildSpec, validate_capacity, validate_timeout
+from ._state import STARTING, STOPPED
 from ._timer import AskTimer
 
 if TYPE_CHECKING:
@@ -118,12 +119,16 @@ class ActorSystem:
                 return None
         return cell if cell.state is not STOPPED else None
 
-    def lookup(self, path: str) -> ActorRef:
-        """The ref of the live actor at ``path``; raises ``UnknownPath``."""
+    def _live(self, path: str) -> Cell:
+        """The live cell at ``path``; raises ``UnknownPath``."""
         cell = self._find(path)
         if cell is None:
             raise UnknownPath(path)
-        return cell.ref
+        return cell
+
+    def lookup(self, path: str) -> ActorRef:
+        """The ref of the live actor at ``path``; raises ``UnknownPath``."""
+        return self._live(path).ref
 
     async def tell(self, path: str, msg: Any) -> bool:
         """Tell the actor at ``path``; False (and a dead letter, reason
@@ -138,10 +143,7 @@ class ActorSystem:
     # ------------------------------------------------------------------ introspection
     def snapshot(self, path: str = "/") -> ActorInfo:
         """The subtree at ``path`` as immutable data, read without any mailbox."""
-        cell = self._find(path)
-        if cell is None:
-            raise UnknownPath(path)
-        return cell.info(recursive=True)
+        return actor_info(self._live(path), recursive=True)
 
     def kill(self, path: str, reason: str = "killed by operator") -> None:
         """See :func:`kill`."""
@@ -149,10 +151,23 @@ class ActorSystem:
 
     def inspect(self, path: str) -> ActorInfo:
         """One actor, without its children."""
-        cell = self._find(path)
-        if cell is None:
-            raise UnknownPath(path)
-        return cell.info(recursive=False)
+        return actor_info(self._live(path), recursive=False)
+
+    def children(self, path: str) -> list[str]:
+        """The names of the children of the actor at ``path``, in start order (a
+        Directory's in least-recently-used order); raises ``UnknownPath``."""
+        return list(self._live(path).children())
+
+    def accepts(self, path: str) -> tuple[type, ...]:
+        """The message types the actor at ``path`` declares (its class's
+        ``accepts``); raises ``UnknownPath``."""
+        return type(self._live(path).actor).accepts
+
+    def task_names(self, path: str) -> list[str]:
+        """The names of the tasks the actor at ``path`` owns now, sorted; raises
+        ``UnknownPath``."""
+        cold = self._live(path).cold
+        return sorted(t.name for t in cold.tasks) if cold is not None else []
 
     def cells(self) -> Iterator[Cell]:
         """Every live cell, depth first (kernel and testing-kit use)."""
@@ -266,7 +281,5 @@ def kill(system: ActorSystem, path: str, reason: str) -> None:
     supervisor handles it like any failure. Raises ``UnknownPath``."""
     from ._errors import Killed
 
-    cell = system._find(path)
-    if cell is None:
-        raise UnknownPath(path)
+    cell = system._live(path)
     cell.fail_from_outside(Killed(cell.path, reason))

@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import trio
 
+from ._errors import ActorStopped
+from ._state import RUNNING, STARTING
+
 if TYPE_CHECKING:
     from ._cell import Cell
 
@@ -47,10 +50,33 @@ class TaskHandle:
         except Exception as exc:
             # Only a task still owned by the current instance may fail it: a task
             # of a replaced instance that raises while being cancelled is history.
-            if cell.owns(self):
+            cold = cell.cold
+            if cold is not None and self in cold.tasks:
                 cell.fail_from_outside(exc)
             else:
                 _log.debug("orphan_task_error", actor=cell.path, task=self.name, error=repr(exc))
         finally:
-            cell.forget_task(self)
+            if cell.cold is not None:
+                cell.cold.tasks.discard(self)
             self._done.set()
+
+
+def spawn_task(
+    cell: Cell, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], name: str | None
+) -> TaskHandle:
+    """Start ``fn(*args)`` as a task ``cell``'s actor owns (see ``Actor.spawn_task``)."""
+    if cell.state not in (STARTING, RUNNING):
+        raise ActorStopped(cell.path)
+    handle = TaskHandle(cell, name or str(getattr(fn, "__qualname__", repr(fn))))
+    cell.ensure_cold().tasks.add(handle)
+    cell.system.nursery.start_soon(handle._run, fn, args, name=f"{cell.path}:{handle.name}")
+    return handle
+
+
+def cancel_tasks(cell: Cell) -> None:
+    """Cancel every task ``cell``'s actor owns (its instance is going). Not a checkpoint."""
+    cold = cell.cold
+    if cold is not None and cold.tasks:
+        tasks, cold.tasks = cold.tasks, set()
+        for t in tasks:
+            t.cancel()

@@ -99,7 +99,7 @@ def stop_host(host: pykka.ActorRef[Any]) -> None:
         pass
 
 
-class BlockingThread:
+class BlockingWorker:
     """One dedicated pykka thread that runs blocking calls for trio code, one at a
     time, in the order they were submitted: the thread dispatcher without an actor.
 
@@ -123,7 +123,7 @@ class BlockingThread:
         Raises ``trio.ClosedResourceError`` after :meth:`close`.
         """
         if self._closed:
-            raise trio.ClosedResourceError("this BlockingThread is closed")
+            raise trio.ClosedResourceError("this BlockingWorker is closed")
         return await call_on_thread(self._host, self._system, fn, *args)
 
     def close(self) -> None:

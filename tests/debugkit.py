@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from supervision._debug_wire import FrameStream, encode_frame
+from supervision.debug._wire import FrameStream, encode_frame
 from tests.test_cli import GREENROOM
 from tests.test_cli import env as cli_env
 

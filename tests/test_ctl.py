@@ -22,12 +22,10 @@ from supervision import (
     ActorSystem,
     Backoff,
     ChildSpec,
-    DebugServer,
     Supervisor,
-    ctl,
     open_system,
-    render_tree,
 )
+from supervision.debug import DebugServer, ctl, render_tree
 from tests.debugkit import GREENROOM, Live, env, start
 
 

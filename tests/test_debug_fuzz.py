@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocols import FRAME_HEADER, decode, encode
-from supervision._debug_ops import OPS
-from supervision._debug_wire import ErrorKind
+from supervision.debug import ErrorKind
+from supervision.debug._ops import OPS
 from tests.debugkit import Live, start
 
 KINDS = set(get_args(ErrorKind))

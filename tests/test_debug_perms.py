@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from supervision import DebugServer, DebugSocketError
-from supervision._debug_listen import open_unix_listener, remove_socket
+from supervision.debug import DebugServer, DebugSocketError
+from supervision.debug._listen import open_unix_listener, remove_socket
 from tests.debugkit import GREENROOM, Client, Live, env, start
 
 TOKEN = "tok-SECRET-1234567890"

@@ -23,13 +23,12 @@ from protocols import Ping, Pong
 from supervision import (
     Actor,
     ActorSystem,
-    AuditHook,
     ChildSpec,
-    DebugServer,
     Supervisor,
     open_system,
 )
-from supervision._debug_metrics import LoopLag
+from supervision.debug import AuditHook, DebugServer
+from supervision.debug._metrics import LoopLag
 from tests.debugkit import Client
 
 

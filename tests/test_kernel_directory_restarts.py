@@ -28,8 +28,8 @@ from supervision import (
     EntityRef,
     MailboxFull,
     Supervisor,
-    render_tree,
 )
+from supervision.debug import render_tree
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import trio
 
-from ._debug_wire import DebugSocketError
+from ._errors import DebugSocketError
 
 __all__ = [
     "Peer",

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._debug_client import CtlError, DebugClient
+from ._client import DebugClient
+from ._errors import CtlError
 
 __all__ = ["COMMANDS", "ctl", "render_tree"]
 

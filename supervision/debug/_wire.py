@@ -4,85 +4,26 @@ The codec and the length prefix are :mod:`protocols.wire`'s (``decode``,
 ``encode``, ``frame``, ``FRAME_HEADER``); this module adds what a server
 reading untrusted bytes needs on top: a size limit checked *before* reading
 the payload, a buffered reader that tells a clean end of stream from one cut
-mid-frame, and one error type whose ``kind`` is the wire error kind.
-
-Error kinds (``error.kind`` in a response), a closed set::
-
-    bad_frame      not msgpack, not a map, a missing or mistyped field
-    unknown_op     no such op
-    unknown_path   no live actor at that path (or it stopped before replying)
-    unknown_type   a message type name that is not registered
-    invalid_body   the body does not validate; the message names the field
-    timeout        ask got no reply in time, or inject found the mailbox full
-    unauthorized   a TCP connection whose first frame is not a valid hello
-    too_large      a declared frame length above the limit (connection closed)
-    actor_failed   the asked actor raised while handling the message
-    internal       a bug in the server (logged); the connection stays up
+mid-frame. Its errors (``DebugError``, whose ``kind`` is the wire error kind,
+and ``StreamEnded``) are in ``_errors``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import trio
 
 from protocols import FRAME_HEADER, DecodeError, decode, encode, frame
 
-from ._errors import KernelError
+from ._errors import DebugError, StreamEnded
 
-__all__ = [
-    "DEFAULT_MAX_FRAME_BYTES",
-    "DebugError",
-    "DebugSocketError",
-    "ErrorKind",
-    "FrameStream",
-    "StreamEnded",
-    "encode_frame",
-]
-
-ErrorKind = Literal[
-    "bad_frame",
-    "unknown_op",
-    "unknown_path",
-    "unknown_type",
-    "invalid_body",
-    "timeout",
-    "unauthorized",
-    "too_large",
-    "actor_failed",
-    "internal",
-]
+__all__ = ["DEFAULT_MAX_FRAME_BYTES", "FrameStream", "encode_frame"]
 
 #: The default largest frame payload a server accepts (``[debug] max_frame_bytes``).
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
 
 _RECEIVE_CHUNK = 64 * 1024
-
-
-class DebugError(KernelError):
-    """A request the debug server refuses; becomes ``{"ok": false, "error": ...}``.
-
-    ``kind`` is one of :data:`ErrorKind`; ``extra`` holds additional keys for
-    the error map (``field`` for ``invalid_body``).
-    """
-
-    def __init__(self, kind: ErrorKind, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.kind: ErrorKind = kind
-        self.message = message
-        self.extra = extra
-
-    def to_wire(self) -> dict[str, Any]:
-        """The ``error`` map of a response."""
-        return {"kind": self.kind, "message": self.message, **self.extra}
-
-
-class DebugSocketError(KernelError):
-    """The debug server cannot listen: the socket path is taken, too long, or not ours."""
-
-
-class StreamEnded(Exception):
-    """The peer closed the stream in the middle of a frame."""
 
 
 def encode_frame(obj: Any) -> bytes:

@@ -17,26 +17,14 @@ from typing import Any
 
 from protocols import FRAME_HEADER, DecodeError, decode
 
-from ._debug_wire import encode_frame
+from ._errors import CtlError, RemoteError
+from ._wire import encode_frame
 
-__all__ = ["CtlError", "DebugClient", "RemoteError"]
+__all__ = ["DebugClient"]
 
 #: Responses can be large (the whole tree); this only guards against garbage.
 MAX_RESPONSE_BYTES = 256 << 20
 DEFAULT_TIMEOUT_S = 30.0
-
-
-class CtlError(Exception):
-    """The client could not get an answer; the message is one line."""
-
-
-class RemoteError(CtlError):
-    """The server answered ``ok: false``; ``kind`` is the wire error kind."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(f"{kind}: {message}")
-        self.kind = kind
-        self.message = message
 
 
 class DebugClient:

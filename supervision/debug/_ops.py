@@ -1,10 +1,12 @@
 """The debug socket's operations, as plain request maps in and plain data out.
 
-Every op reads kernel bookkeeping from outside (``ActorSystem._find``, cell
-snapshots), never through the target's mailbox, so a stuck actor is still
-visible, injectable (its mailbox fills, then ``inject`` times out) and
-killable. Times in results are Unix epoch seconds (the kernel's virtual
-``trio.current_time()`` converted with the system's start time).
+Every op reads kernel bookkeeping from outside, through the kernel's public
+introspection (``ActorSystem.snapshot``, ``inspect``, ``children``,
+``accepts``, ``task_names``, ``stats``), never through the target's mailbox,
+so a stuck actor is still visible, injectable (its mailbox fills, then
+``inject`` times out) and killable. Times in results are Unix epoch seconds
+(the kernel's virtual ``trio.current_time()`` converted with the system's
+start time).
 
 Bad input raises :class:`DebugError` with the wire error kind; nothing here
 lets a malformed request escape as another exception.
@@ -15,24 +17,28 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
-import pydantic
 import structlog
 import trio
 
 from protocols import REGISTRY, InvalidBody, Message, Registry, UnknownType
+from supervision import (
+    ActorFailed,
+    ActorInfo,
+    ActorRef,
+    ActorStopped,
+    ActorSystem,
+    AskTimeout,
+    EntityRef,
+    TreeEvent,
+    UnknownPath,
+)
 
-from ._debug_listen import Peer
-from ._debug_metrics import LoopLag, Throughput, rss_bytes
-from ._debug_wire import DebugError
-from ._errors import ActorFailed, ActorStopped, AskTimeout, UnknownPath
-from ._introspect import ActorInfo, TreeEvent
-
-if TYPE_CHECKING:
-    from ._cell import Cell
-    from ._ref import ActorRef
-    from ._system import ActorSystem
+from ._errors import DebugError
+from ._listen import Peer
+from ._metrics import LoopLag, Throughput, rss_bytes
+from ._plain import plain, short_repr, type_name
 
 __all__ = ["OPS", "AuditHook", "Ops"]
 
@@ -47,7 +53,8 @@ OPS = frozenset(
 )
 DEFAULT_DEAD_LETTERS = 50
 MAX_TIMEOUT_S = 3600.0
-_REPR_LIMIT = 200
+
+T = TypeVar("T")
 
 _log = structlog.get_logger("greenroom.debug")
 
@@ -92,43 +99,6 @@ def _limit(req: Mapping[str, Any], capacity: int) -> int:
     return min(value, capacity)
 
 
-def _short_repr(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception as exc:  # a broken __repr__ must not fail the request
-        text = f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
-    return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."
-
-
-def type_name(msg: Any, registry: Registry = REGISTRY) -> str:
-    """A message's registered name, else its class's qualified name."""
-    if isinstance(msg, Message):
-        try:
-            return registry.name_of(msg)
-        except UnknownType:
-            pass
-    cls = type(msg)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def plain(value: Any, registry: Registry = REGISTRY) -> Any:
-    """``value`` as data msgpack can carry: messages as ``{"type", "body"}``,
-    other pydantic models dumped, containers walked, anything else its repr."""
-    if value is None or isinstance(value, bool | int | float | str | bytes):
-        if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 63:
-            return str(value)
-        return value
-    if isinstance(value, Message):
-        return {"type": type_name(value, registry), "body": value.model_dump(mode="json")}
-    if isinstance(value, pydantic.BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, Mapping):
-        return {str(k): plain(v, registry) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v, registry) for v in value]
-    return _short_repr(value)
-
-
 # --------------------------------------------------------------------------- ops
 
 
@@ -165,8 +135,7 @@ class Ops:
         self.lag = lag
         self.registry = registry
         self.connections = 0
-        total = sum(c.processed for c in system.cells())
-        self._throughput = Throughput(total, trio.current_time())
+        self._throughput = Throughput(system.stats()["processed"], trio.current_time())
         self._handlers: dict[str, Callable[[Mapping[str, Any], Peer], Awaitable[Any]]] = {
             "hello": self._hello,
             "tree": self._tree,
@@ -189,7 +158,7 @@ class Ops:
         op = req.get("op")
         handler = self._handlers.get(op) if isinstance(op, str) else None
         if handler is None:
-            raise DebugError("unknown_op", f"unknown op {_short_repr(op)}")
+            raise DebugError("unknown_op", f"unknown op {short_repr(op)}")
         return await handler(req, peer)
 
     def wall(self, t: float) -> float:
@@ -206,28 +175,31 @@ class Ops:
         }
 
     # ------------------------------------------------------------------ lookup
-    def _cell(self, path: str) -> Cell:
-        cell = self.system._find(path)
-        if cell is None:
-            raise DebugError("unknown_path", f"no actor at {path!r}")
-        return cell
+    def _read(self, read: Callable[[str], T], path: str) -> T:
+        """``read(path)``, one of the system's introspection calls, with
+        ``UnknownPath`` as the wire's ``unknown_path``."""
+        try:
+            return read(path)
+        except UnknownPath:
+            raise DebugError("unknown_path", f"no actor at {path!r}") from None
 
     def _target(self, path: str) -> ActorRef:
         """The live actor at ``path``; a Directory child is activated if needed,
         as any message to it would (that is how ``/users/<key>`` is reached)."""
-        from ._directory import Directory
-
-        cell = self.system._find(path)
-        if cell is not None:
-            return cell.ref
+        try:
+            return self.system.lookup(path)
+        except UnknownPath:
+            pass
+        unknown = DebugError("unknown_path", f"no actor at {path!r}")
         parent_path, _, key = path.rpartition("/")
-        parent = self.system._find(parent_path or "/")
-        if parent is not None and isinstance(parent.actor, Directory) and key:
-            try:
-                return parent.actor.get_or_spawn(key)
-            except (ValueError, ActorStopped):
-                pass
-        raise DebugError("unknown_path", f"no actor at {path!r}")
+        try:
+            entity = EntityRef(self.system.lookup(parent_path or "/"), key)
+        except (UnknownPath, TypeError, ValueError):  # no parent, not a Directory, a bad key
+            raise unknown from None
+        try:
+            return entity.resolve()
+        except (ValueError, ActorStopped):
+            raise unknown from None
 
     def _message(self, req: Mapping[str, Any]) -> tuple[str, Message]:
         name = _str(req, "type")
@@ -282,24 +254,22 @@ class Ops:
         }
 
     async def _tree(self, req: Mapping[str, Any], peer: Peer) -> Any:
-        cell = self._cell(_str(req, "path", "/"))
-        return self._node(cell.info(recursive=True))
+        return self._node(self._read(self.system.snapshot, _str(req, "path", "/")))
 
     async def _inspect(self, req: Mapping[str, Any], peer: Peer) -> Any:
-        cell = self._cell(_str(req, "path"))
-        out = cell.info(recursive=False).to_dict()
+        path = _str(req, "path")
+        out = self._read(self.system.inspect, path).to_dict()
         out["restart_times"] = [self.wall(t) for t in out["restart_times"]]
         if out["last_error"] is not None:
             out["last_error"]["at"] = self.wall(out["last_error"]["at"])
-        out["children"] = list(cell.children())
-        out["accepts"] = [entry["type"] for entry in self._accepts(type(cell.actor))]
-        tasks = cell.cold.tasks if cell.cold is not None else ()
-        out["task_names"] = sorted(t.name for t in tasks)
+        out["children"] = self.system.children(path)
+        out["accepts"] = [entry["type"] for entry in self._accepts(self.system.accepts(path))]
+        out["task_names"] = self.system.task_names(path)
         return out
 
-    def _accepts(self, cls: type) -> list[dict[str, Any]]:
+    def _accepts(self, models: tuple[type, ...]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for model in getattr(cls, "accepts", ()):
+        for model in models:
             try:
                 name = self.registry.name_of(model)
             except (UnknownType, TypeError):
@@ -309,9 +279,10 @@ class Ops:
         return out
 
     async def _types(self, req: Mapping[str, Any], peer: Peer) -> Any:
-        cell = self._cell(_str(req, "path"))
-        cls = type(cell.actor)
-        return {"path": cell.path, "class": cls.__qualname__, "types": self._accepts(cls)}
+        path = _str(req, "path")
+        info = self._read(self.system.inspect, path)
+        types = self._accepts(self.system.accepts(path))
+        return {"path": info.path, "class": info.cls, "types": types}
 
     async def _dead_letters(self, req: Mapping[str, Any], peer: Peer) -> Any:
         letters = self.system.dead_letters
@@ -321,7 +292,7 @@ class Ops:
                 "path": d.path,
                 "reason": d.reason,
                 "type": type_name(d.message, self.registry),
-                "message": _short_repr(d.message),
+                "message": short_repr(d.message),
                 "at": self.wall(d.at),
             }
             for d in letters.recent(limit)
@@ -384,11 +355,11 @@ class Ops:
     async def _kill(self, req: Mapping[str, Any], peer: Peer) -> Any:
         path = _str(req, "path")
         reason = _str(req, "reason", "killed by operator")
-        cell = self._cell(path)
-        await self._audit(req, peer, path=cell.path, reason=reason)
-        before = cell.state.value
+        path = self._read(self.system.lookup, path).path
+        await self._audit(req, peer, path=path, reason=reason)
         try:
-            self.system.kill(cell.path, reason)
+            before = self.system.inspect(path).state
+            self.system.kill(path, reason)
         except UnknownPath:
-            raise DebugError("unknown_path", f"{cell.path} stopped before the kill") from None
-        return {"path": cell.path, "reason": reason, "state_before": before}
+            raise DebugError("unknown_path", f"{path} stopped before the kill") from None
+        return {"path": path, "reason": reason, "state_before": before}

@@ -5,7 +5,7 @@ Its listeners, connections and loop-lag probe are tasks it owns
 all; ``on_stop`` also removes the socket file. Requests never go through its
 own mailbox: each connection runs in its own task, so a slow request (or a
 stuck target actor) holds up nobody else. The protocol is DESIGN.md's
-"Introspection and the debug socket"; the ops are in ``_debug_ops``.
+"Introspection and the debug socket"; the ops are in ``_ops``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any, ClassVar, Literal
 import trio
 
 from protocols import Ping, Pong
+from supervision import Actor, TaskHandle
 
-from ._actor import Actor
-from ._debug_conn import serve_connection
-from ._debug_listen import (
+from ._conn import serve_connection
+from ._listen import (
     Peer,
     open_tcp_listener,
     open_unix_listener,
@@ -29,10 +29,9 @@ from ._debug_listen import (
     peer_of,
     remove_socket,
 )
-from ._debug_metrics import LoopLag
-from ._debug_ops import AuditHook, Ops
-from ._debug_wire import DEFAULT_MAX_FRAME_BYTES
-from ._tasks import TaskHandle
+from ._metrics import LoopLag
+from ._ops import AuditHook, Ops
+from ._wire import DEFAULT_MAX_FRAME_BYTES
 
 __all__ = ["DEBUG_SOCKET_NAME", "DebugServer"]
 
@@ -58,7 +57,7 @@ class DebugServer(Actor):
     (``"127.0.0.1:PORT"``) adds a TCP listener whose connections must send
     ``{"op": "hello", "token": token}`` first; it requires ``token``.
     ``audit`` is called for every inject, ask and kill (see
-    :class:`~supervision._debug_ops.Ops` for the record and the contract);
+    :class:`~supervision.debug._ops.Ops` for the record and the contract);
     None logs a ``debug_audit`` line instead. ``max_frame_bytes`` bounds a
     request frame, ``max_connections`` the open connections (more wait in the
     listen backlog), ``max_in_flight`` the requests running per connection.

@@ -23,9 +23,10 @@ from typing import Any
 import structlog
 import trio
 
-from ._debug_listen import Peer
-from ._debug_ops import OPS, Ops
-from ._debug_wire import DebugError, FrameStream, StreamEnded
+from ._errors import DebugError, StreamEnded
+from ._listen import Peer
+from ._ops import OPS, Ops
+from ._wire import FrameStream
 
 __all__ = ["HELLO_TIMEOUT_S", "serve_connection"]
 

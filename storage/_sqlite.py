@@ -54,10 +54,10 @@ class SqliteBackend:
 
     dialect: Dialect = SQLITE
 
-    def __init__(self, path: Path, thread: BlockingWorker, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, worker: BlockingWorker, conn: sqlite3.Connection) -> None:
         self.path = path
         self.target = str(path)
-        self._thread = thread
+        self._worker = worker
         self._conn = conn
         self._lock_fd: int | None = None  # the open lock file holding the flock
         self._lost: DatabaseInUse | None = None  # final once set (see check_ownership)
@@ -69,13 +69,13 @@ class SqliteBackend:
         Raises StoreUnavailable naming the path when it cannot be opened
         (missing directory, permissions, not a database). A checkpoint.
         """
-        thread = BlockingWorker(system)
+        worker = BlockingWorker(system)
         try:
-            conn = await thread.run(_connect, path)
+            conn = await worker.run(_connect, path)
         except BaseException:
-            thread.close()
+            worker.close()
             raise
-        return cls(path, thread, conn)
+        return cls(path, worker, conn)
 
     async def run(
         self,
@@ -91,9 +91,7 @@ class SqliteBackend:
         """
         # Made here, run on the thread: a generator does nothing until it is driven.
         script = fn(SQLITE, *args, **kwargs)
-        # BlockingThread.run is untyped (Any): this is what _drive returned.
-        result: T = await self._thread.run(self._drive, script)
-        return result
+        return await self._worker.run(self._drive, script)
 
     def _drive(self, script: Script[T]) -> T:
         conn = self._conn
@@ -191,8 +189,7 @@ class SqliteBackend:
 
     async def migrate(self) -> list[int]:
         """Apply the migrations not yet applied; return their versions (empty: up to date)."""
-        applied: list[int] = await self._thread.run(self._migrate)  # untyped: _migrate's
-        return applied
+        return await self._worker.run(self._migrate)
 
     def _migrate(self) -> list[int]:
         # One write transaction from reading what is applied to the last step:
@@ -229,10 +226,10 @@ class SqliteBackend:
     async def aclose(self) -> None:
         """Close the connection and end the thread. Idempotent; a checkpoint."""
         try:
-            await self._thread.run(self._conn.close)
+            await self._worker.run(self._conn.close)
         except Exception:  # already closed thread: nothing left to close
             pass
-        self._thread.close()
+        self._worker.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None

@@ -8,7 +8,7 @@ trio loop never blocks on the thread: the waiting trio task parks with
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
 
 import outcome
 import pykka
@@ -16,6 +16,10 @@ import trio
 
 if TYPE_CHECKING:
     from ._system import ActorSystem
+
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 class _Job:
@@ -115,7 +119,7 @@ class BlockingWorker:
         self._system = system
         self._closed = False
 
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def run(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
         """Run ``fn(*args)`` on the thread and return (or raise) what it did.
 
         A checkpoint. If cancelled, ``fn`` still runs to completion on the
@@ -124,7 +128,8 @@ class BlockingWorker:
         """
         if self._closed:
             raise trio.ClosedResourceError("this BlockingWorker is closed")
-        return await call_on_thread(self._host, self._system, fn, *args)
+        result: T = await call_on_thread(self._host, self._system, fn, *args)
+        return result
 
     def close(self) -> None:
         """Let the thread finish the calls already submitted, then end. Idempotent;

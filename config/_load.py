@@ -42,6 +42,17 @@ _PREFIX = "GREENROOM_"
 Layer = dict[str, tuple[Any, str]]
 
 
+def _secret_not_here(field: str, where: str, *, source: str = "") -> ConfigError:
+    """The one-line refusal of a secret given anywhere but the environment or a 0600
+    secrets file (``where``: what it was found in)."""
+    return ConfigError(
+        f"secret {field!r} must come from the environment or a 0600 secrets file "
+        f"(as {SECRET_ENV[field]}), not {where}",
+        setting=field,
+        source=source,
+    )
+
+
 def _secret_field(path: str) -> str | None:
     """The secret field a dotted path names, however spelled (``telegram.bot_token``)."""
     for candidate in (path.lower(), path.lower().replace(".", "_")):
@@ -74,12 +85,7 @@ def _toml_layer(path: Path, label: str) -> Layer:
     for key in layer:
         field = _secret_field(key)
         if field is not None:
-            raise ConfigError(
-                f"secret {field!r} must come from the environment or a 0600 secrets file "
-                f"(as {SECRET_ENV[field]}), not config file {path}",
-                setting=field,
-                source=f"{label} {path}",
-            )
+            raise _secret_not_here(field, f"config file {path}", source=f"{label} {path}")
     return layer
 
 
@@ -155,11 +161,7 @@ def _override_layer(overrides: Mapping[str, Any]) -> Layer:
             field = _secret_field(path)
             if field is not None:
                 # Command lines are visible to every user in `ps`.
-                raise ConfigError(
-                    f"secret {field!r} must come from the environment or a 0600 secrets file "
-                    f"(as {SECRET_ENV[field]}), not a command-line override",
-                    setting=field,
-                )
+                raise _secret_not_here(field, "a command-line override")
             layer[path] = (item, f"override {path}")
     return layer
 

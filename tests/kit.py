@@ -1,4 +1,4 @@
-"""Small actors shared by the kernel tests."""
+"""Small actors and helpers shared by the kernel tests."""
 
 from __future__ import annotations
 
@@ -63,3 +63,15 @@ class Worker(Actor):
             case _:
                 self.journal.handled.append((self.name, msg))
                 return msg
+
+
+def count_tasks() -> int:
+    """Every task in the run, found by walking the task tree from the root task."""
+    stack = [trio.lowlevel.current_root_task()]
+    n = 0
+    while stack:
+        task = stack.pop()
+        n += 1
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return n

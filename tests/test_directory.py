@@ -21,6 +21,7 @@ from supervision import (
     Supervisor,
     UnknownPath,
 )
+from tests.kit import count_tasks
 
 
 @dataclass
@@ -79,18 +80,6 @@ async def start_directory(system: ActorSystem, world: World, **kw: Any) -> Direc
 
 def live_keys(system: ActorSystem) -> list[str]:
     return [c.path.rsplit("/", 1)[1] for c in system.snapshot("/users").children]
-
-
-def count_tasks() -> int:
-    """Every task in the run, found by walking the task tree from the root task."""
-    stack = [trio.lowlevel.current_root_task()]
-    n = 0
-    while stack:
-        task = stack.pop()
-        n += 1
-        for nursery in task.child_nurseries:
-            stack.extend(nursery.child_tasks)
-    return n
 
 
 async def test_get_or_spawn_activates_once_and_returns_the_live_ref(system: ActorSystem) -> None:

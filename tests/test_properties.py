@@ -28,6 +28,7 @@ from supervision import (
     UnknownPath,
     open_system,
 )
+from tests.kit import count_tasks
 
 HANG_GUARD_S = 10_000.0  # virtual seconds
 #: open_system gives the ordered shutdown this long (virtual) before cancelling everything.
@@ -64,18 +65,6 @@ class Recorder(Actor):
             await trio.lowlevel.checkpoint()  # let other tasks interleave mid-message
         self.handled.append(msg)
         return msg
-
-
-def count_tasks() -> int:
-    """Every task in the run, found by walking the task tree from the root task."""
-    stack = [trio.lowlevel.current_root_task()]
-    n = 0
-    while stack:
-        task = stack.pop()
-        n += 1
-        for nursery in task.child_nurseries:
-            stack.extend(nursery.child_tasks)
-    return n
 
 
 def run_virtual(main: Any, *args: Any) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from protocols import Inbound, Received
+from protocols import Inbound
 from storage import (
     DatabaseInUse,
     IllegalTransition,
@@ -648,25 +648,10 @@ async def test_sessions_are_found_by_token_hash_until_they_expire(
 async def test_a_restarted_threads_unfinished_work_is_found_and_requeued(store: Store) -> None:
     a = await store.ingest(inbound(1, chat="a", user="ua", text="first"))
     b = await store.ingest(inbound(2, chat="b", user="ub", text="second"))
-    assert await store.queued_work() == [
-        Received(
-            job_id=a.job.id,
-            message_id=a.message.id,
-            thread_id=a.thread.id,
-            platform="telegram",
-            chat_id="a",
-            user_id="ua",
-            text="first",
-        ),
-        Received(
-            job_id=b.job.id,
-            message_id=b.message.id,
-            thread_id=b.thread.id,
-            platform="telegram",
-            chat_id="b",
-            user_id="ub",
-            text="second",
-        ),
+    assert await store.queued_work() == [a.received("ua"), b.received("ub")]
+    assert [(w.chat_id, w.text) for w in await store.queued_work()] == [
+        ("a", "first"),
+        ("b", "second"),
     ]
     [claimed] = await store.claim_jobs(1, thread_id=a.thread.id)
     assert [j.id for j in await store.running_jobs(a.thread.id)] == [claimed.id]

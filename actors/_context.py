@@ -2,9 +2,9 @@
 the actor).
 
 Loaded from storage once, on the chat's first use after activation; after that
-each refresh reads only the messages stored since (``Store.messages_after``: its
-cost follows what is new, never the thread's length), and the thread's own
-replies are written through as it records them. Dropped with the actor on
+each refresh reads what was stored since, plus the newest ``OVERLAP`` it has
+(``Store.messages_after``: its cost follows what is new, never the thread's
+length), and the actor's own replies are written through as it records them. Dropped with the actor on
 passivation; storage stays the truth after a crash, so nothing here needs saving.
 
 Every message of the chat is read, whoever wrote it: in a group the other
@@ -18,7 +18,10 @@ from __future__ import annotations
 from protocols import ChatTurn
 from storage import Store, StoredMessage
 
-__all__ = ["ChatContext", "to_turn"]
+__all__ = ["OVERLAP", "ChatContext", "to_turn"]
+
+#: Newest cached messages a refresh reads again (see ``ChatContext.refresh``).
+OVERLAP = 16
 
 
 def to_turn(message: StoredMessage, *, author: str = "") -> ChatTurn:
@@ -39,7 +42,7 @@ class ChatContext:
     turns are rendered with their author.
     """
 
-    __slots__ = ("_by_id", "_last_read", "group", "loaded", "since_compaction", "size", "summary",
+    __slots__ = ("_by_id", "group", "loaded", "since_compaction", "size", "summary",
                  "thread_id")  # fmt: skip
 
     def __init__(self, thread_id: int, size: int, *, group: bool) -> None:
@@ -53,7 +56,6 @@ class ChatContext:
         #: messages added since the last compaction (a compaction needs new material)
         self.since_compaction = 0
         self._by_id: dict[int, StoredMessage] = {}
-        self._last_read = 0  # the highest id read from storage
 
     @property
     def messages(self) -> list[StoredMessage]:
@@ -66,7 +68,7 @@ class ChatContext:
 
     async def refresh(self, store: Store) -> None:
         """Bring the cache up to date with storage: the whole window on first use, then
-        only what was stored since. A checkpoint; cancelled, the cache is as it was
+        what was stored since (with an overlap, see the comment). A checkpoint; cancelled, the cache is as it was
         or merely fresher. Storage errors propagate."""
         if not self.loaded:
             thread = await store.thread_by_id(self.thread_id)
@@ -76,14 +78,22 @@ class ChatContext:
             self.since_compaction = 0 if self.summary else len(recent)
             self.loaded = True
             return
-        while True:
-            new = await store.messages_after(self.thread_id, self._last_read, limit=self.size)
-            self._merge(new)
-            if len(new) < self.size:
-                return
+        ids = sorted(self._by_id)
+        # Re-read the newest OVERLAP cached ids too: on Postgres ids are not handed
+        # out in commit order, so a message (another group member's reply) that got
+        # a lower id than one already read, and committed after that read, is found
+        # on the next refresh instead of being skipped for good.
+        after = ids[-OVERLAP - 1] if len(ids) > OVERLAP else 0
+        limit = self.size + OVERLAP
+        new = await store.messages_after(self.thread_id, after, limit=limit)
+        self._merge(new)
+        if len(new) == limit:
+            # More is new than the window holds: take the window itself (indexed,
+            # its cost does not grow with the thread) rather than page through it.
+            self._merge(await store.recent_messages(self.thread_id, self.size))
 
     def add(self, message: StoredMessage) -> None:
-        """Write through a message this thread just recorded (its reply). Not a checkpoint."""
+        """Write through a message this actor just recorded (its reply). Not a checkpoint."""
         if message.id not in self._by_id:
             self._by_id[message.id] = message
             self.since_compaction += 1
@@ -94,7 +104,6 @@ class ChatContext:
             if m.id not in self._by_id:
                 self.since_compaction += 1
             self._by_id[m.id] = m  # a re-read copy may carry artifacts added since
-            self._last_read = max(self._last_read, m.id)
         self._trim()
 
     def _trim(self) -> None:

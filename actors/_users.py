@@ -44,13 +44,12 @@ from protocols import (
     ApprovalResult,
     Approve,
     ChatTurn,
-    Deliver,
     Ping,
     Pong,
     Received,
     ReplyKind,
 )
-from storage import Approval, Job, Store, StoredMessage
+from storage import Approval, Job, PendingReply, Store, StoredMessage
 from supervision import Actor, TaskHandle, correlated
 
 from ._context import ChatContext, to_turn
@@ -120,8 +119,9 @@ class ChatState:
     #: the work in flight in this chat (classifying or answering one job), if any
     work: TaskHandle | None = None
     work_job: int | None = None
-    #: the user's own messages here since facts were last extracted
-    since_memory: int = 0
+    #: the user's own messages here since facts were last extracted (None: not yet
+    #: counted since activation; see UserActor._unremembered)
+    since_memory: int | None = None
 
 
 class UserActor(Actor):
@@ -318,7 +318,7 @@ class UserActor(Actor):
                 ack=ack_text(intent.summary, intent.plan), key=f"ack:{job.id}",
             )  # fmt: skip
             chat.context.add(ack)
-            await self._deliver(chat, ack, "ack", approval.id)
+            await self._deliver(chat, ack)
         # The job stays running until the OK (or a newer message) decides it.
         if chat.work_job == job.id:
             chat.work = chat.work_job = None
@@ -363,20 +363,27 @@ class UserActor(Actor):
             older = [to_turn(m) for m in cached[: -config.keep_recent]]
             if chat.context.summary:  # a summary carries what came before it
                 older.insert(0, ChatTurn(role="system", text=chat.context.summary, at=older[0].at))
+            # Taken before the call: an answer finishing meanwhile in this chat must
+            # not summarise the same window again (and race this one's result).
+            pending, chat.context.since_compaction = chat.context.since_compaction, 0
             try:
                 summary = await config.brain.summarize(ctx, older)
             except Exception as exc:  # keep the long context rather than lose it
                 self.log.warning("compaction_failed", error=repr(exc))
+                summary = ""
+            if summary.strip():
+                await self.store.set_thread_summary(chat.thread_id, summary)
+                chat.context.summary = summary
             else:
-                if summary.strip():
-                    await self.store.set_thread_summary(chat.thread_id, summary)
-                    chat.context.summary = summary
-                    chat.context.since_compaction = 0
-        chat.since_memory += 1
+                chat.context.since_compaction += pending  # not done: try again next time
+        me = self.me
+        if chat.since_memory is None:
+            chat.since_memory = await self._unremembered(chat)
+        else:
+            chat.since_memory += 1
         if chat.since_memory < config.memory_every:
             return
         chat.since_memory = 0
-        me = await self._me()
         own = chat.context.own_turns(me) if me is not None else []
         if not own:
             return
@@ -391,14 +398,23 @@ class UserActor(Actor):
                 await self.store.remember(self.key, fact, source_message_id=source)
 
     # ------------------------------------------------------------------ helpers
-    async def _me(self) -> int | None:
+    async def _unremembered(self, chat: ChatState) -> int:
+        """The user's own messages in this chat's cache since facts were last taken
+        from them (by the newest memory's source), so the count survives passivation
+        and restarts: one read, at the chat's first reply after activation."""
         if self.me is None:
-            user = await self.store.get_user(self.platform, self.user_id)
-            self.me = user.id if user is not None else None
-        return self.me
+            return 0
+        last = await self.store.recall(self.key, 1)
+        since = (last[-1].source_message_id or 0) if last else 0
+        mine = [m for m in chat.context.messages if m.role == "user" and m.user_id == self.me]
+        return sum(1 for m in mine if m.id > since)
 
     async def _ctx(self, chat: ChatState) -> CallContext:
+        """Who a call is for. Reads the user every time (an operator may change the
+        tier while the actor lives) and keeps its id (``self.me``) from the same read."""
         user = await self.store.get_user(self.platform, self.user_id)
+        if user is not None:
+            self.me = user.id
         tier = user.tier if user is not None else "public"
         return CallContext(user_key=self.key, tier=tier, thread_id=chat.thread_id)
 
@@ -424,7 +440,7 @@ class UserActor(Actor):
                     reply_to=job.message_id, raw=raw, error=None if status == "done" else text,
                 )  # fmt: skip
                 chat.context.add(reply)
-                await self._deliver(chat, reply, kind, None)
+                await self._deliver(chat, reply)
         if chat.work_job == job.id:
             chat.work = chat.work_job = None
 
@@ -435,23 +451,13 @@ class UserActor(Actor):
             chat.thread_id, text, key, reply_to=reply_to, raw=raw
         )
         chat.context.add(message)
-        await self._deliver(chat, message, "notice", None)
+        await self._deliver(chat, message)
 
-    async def _deliver(
-        self, chat: ChatState, message: StoredMessage, kind: ReplyKind, approval_id: int | None
-    ) -> None:
+    async def _deliver(self, chat: ChatState, message: StoredMessage) -> None:
         """Hand a recorded reply to its chat's door (once: one already sent is not)."""
         if message.sent_at is not None:
             return  # sent before a restart: never twice
-        deliver = Deliver(
-            message_id=message.id,
-            platform=self.platform,
-            chat_id=chat.chat_id,
-            text=message.text,
-            kind=kind,
-            approval_id=approval_id,
-            correlation_id=f"m{message.reply_to}" if message.reply_to is not None else "",
-        )
+        deliver = PendingReply(message, self.platform, chat.chat_id).deliver()
         with trio.move_on_after(DELIVER_TIMEOUT_S):
             # A missing or stuck connector must not wedge this actor: the reply is
             # in the outbox; the door sends it when it (re)starts, the reconciler

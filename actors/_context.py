@@ -4,8 +4,8 @@ the actor).
 Loaded from storage once, on the chat's first use after activation; after that
 each refresh reads what was stored since, plus the newest ``OVERLAP`` it has
 (``Store.messages_after``: its cost follows what is new, never the thread's
-length), and the actor's own replies are written through as it records them. Dropped with the actor on
-passivation; storage stays the truth after a crash, so nothing here needs saving.
+length), and the actor's own replies are written through as it records them.
+Dropped with the actor on passivation; storage stays the truth after a crash, so nothing here needs saving.
 
 Every message of the chat is read, whoever wrote it: in a group the other
 members' turns reach this member's context through the refresh, with their
@@ -68,8 +68,8 @@ class ChatContext:
 
     async def refresh(self, store: Store) -> None:
         """Bring the cache up to date with storage: the whole window on first use, then
-        what was stored since (with an overlap, see the comment). A checkpoint; cancelled, the cache is as it was
-        or merely fresher. Storage errors propagate."""
+        what was stored since (with an overlap, see the comment). A checkpoint;
+        cancelled, the cache is as it was or merely fresher. Storage errors propagate."""
         if not self.loaded:
             thread = await store.thread_by_id(self.thread_id)
             recent = await store.recent_messages(self.thread_id, self.size)

@@ -48,6 +48,9 @@ class Reconciler(Actor):
         self.tell_timeout_s = tell_timeout_s
         self.resends: dict[str, int] = {}  # "job:<id>" / "reply:<id>" -> times sent out again
         self.sweeps = 0
+        # One sweep at a time: the interval's and an operator's ask would otherwise
+        # tell the same work twice and spend its resends twice.
+        self._sweeping = trio.Lock()
 
     async def on_start(self) -> None:
         self.spawn_task(self._every_interval, name="sweep")
@@ -69,8 +72,13 @@ class Reconciler(Actor):
                 self.log.warning("reconcile_skipped", error=str(exc))
 
     async def sweep(self) -> Reconciled:
-        """One sweep (see the module docstring); what it sent out again. A checkpoint;
-        cancelled half-way, what was told stays told. Storage errors propagate."""
+        """One sweep (see the module docstring); what it sent out again. Waits for a
+        sweep in progress to end first. A checkpoint; cancelled half-way, what was
+        told stays told. Storage errors propagate."""
+        async with self._sweeping:
+            return await self._sweep()
+
+    async def _sweep(self) -> Reconciled:
         s = self.settings
         jobs = await self.store.queued_work(s.batch, older_than_s=s.queued_after_s)
         replies = await self.store.unsent_replies(limit=s.batch, older_than_s=s.unsent_after_s)
@@ -80,6 +88,8 @@ class Reconciler(Actor):
                 skipped += 1
             elif await tell_author(self.system, received, timeout_s=self.tell_timeout_s):
                 told_jobs += 1
+            else:
+                skipped += 1
         for pending in replies:
             if self._spent(f"reply:{pending.message.id}"):
                 skipped += 1

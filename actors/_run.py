@@ -27,10 +27,11 @@ import trio
 from actors.brain import Brain
 from config import Settings
 from storage import DatabaseInUse, Store, open_store
-from supervision import ActorSystem, EntityRef, open_system
+from supervision import ActorSystem, open_system
 
 from ._tree import build_root
 from ._users import GAVE_UP, MAX_ATTEMPTS
+from .connectors import tell_author
 
 _log = structlog.get_logger("greenroom.run")
 
@@ -86,17 +87,18 @@ async def run(settings: Settings) -> int:
                 await brain.aclose()
 
 
-async def redispatch(system: ActorSystem, store: Store) -> int:
-    """Tell each queued job (requeued by ``recover``, or ingested while no thread
-    took it) to its user's actor, oldest first; return how many.
+async def redispatch(system: ActorSystem, store: Store, *, timeout_s: float) -> int:
+    """Tell each queued job (requeued by ``recover``, or ingested while no actor
+    took it) to its user's actor, oldest first, each waiting at most ``timeout_s``
+    for room (``tell_author``: one left untold is the reconciler's); return how many
+    were told.
 
     A user actor claims all its queued jobs on the first one, so a duplicate tell
     is harmless (the claim finds nothing)."""
-    work = await store.queued_work()
-    users = system.lookup("/users")
-    for received in work:
-        await EntityRef(users, f"{received.platform}:{received.user_id}").tell(received)
-    return len(work)
+    told = 0
+    for received in await store.queued_work():
+        told += await tell_author(system, received, timeout_s=timeout_s)
+    return told
 
 
 async def _run_tree(settings: Settings, store: Store, brain: Brain) -> int:
@@ -113,7 +115,7 @@ async def _run_tree(settings: Settings, store: Store, brain: Brain) -> int:
             shutdown_timeout_s=k.shutdown_timeout_s,
             clock=store.clock,  # the one wall clock: the Store's
         ) as system:
-            resumed = await redispatch(system, store)
+            resumed = await redispatch(system, store, timeout_s=k.ask_timeout_s)
             _log.info(
                 "started",
                 pid=os.getpid(),

@@ -5,7 +5,8 @@ Loaded from storage once, on the chat's first use after activation; after that
 each refresh reads what was stored since, plus the newest ``OVERLAP`` it has
 (``Store.messages_after``: its cost follows what is new, never the thread's
 length), and the actor's own replies are written through as it records them.
-Dropped with the actor on passivation; storage stays the truth after a crash, so nothing here needs saving.
+Dropped with the actor on passivation; storage stays the truth after a crash, so
+nothing here needs saving.
 
 Every message of the chat is read, whoever wrote it: in a group the other
 members' turns reach this member's context through the refresh, with their

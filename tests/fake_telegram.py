@@ -39,7 +39,7 @@ import trio
 
 from tests.h11kit import serve_connection, serve_loopback
 
-__all__ = ["TOKEN", "Call", "FakeTelegram", "TgError", "tg"]
+__all__ = ["TOKEN", "Call", "FakeTelegram", "Landed", "TgError", "tg"]
 
 TOKEN = "7000000001:AAHfakeTokenForTestsOnly-0123456789ab"
 BOT = {"id": 7000000001, "is_bot": True, "first_name": "Greenroom", "username": "greenroom_bot"}
@@ -77,6 +77,12 @@ class TgError:
         return body
 
 
+@dataclass(frozen=True)
+class Landed:
+    """A scripted failure where the request lands (Telegram did it) but its answer
+    is lost on the way back (a proxy's 502 page): the client cannot tell."""
+
+
 POLLER_CONFLICT = TgError(
     409,
     "Conflict: terminated by other getUpdates request; "
@@ -112,7 +118,7 @@ class FakeTelegram:
     transcripts: deque[str] = field(default_factory=deque)
     stt_requests: list[bytes] = field(default_factory=list)
     leaked: list[str] = field(default_factory=list)  # requests with a wrong token
-    _failures: dict[str, deque[TgError]] = field(default_factory=dict)
+    _failures: dict[str, deque[TgError | Landed]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(5000))
     _update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(900_000_001))
     _lot: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
@@ -122,7 +128,7 @@ class FakeTelegram:
         return f"http://127.0.0.1:{self.port}"
 
     # ------------------------------------------------------------------ scripting
-    def fail(self, method: str, *errors: TgError) -> None:
+    def fail(self, method: str, *errors: TgError | Landed) -> None:
         """The next calls of ``method`` answer these errors, in order."""
         self._failures.setdefault(method, deque()).extend(errors)
 
@@ -305,6 +311,10 @@ class FakeTelegram:
         queue = self._failures.get(method)
         if queue:
             error = queue.popleft()
+            if isinstance(error, Landed):
+                handler = getattr(self, f"_m_{method}")
+                await handler(params, call)
+                return 502, {"html": "<h1>502 Bad Gateway</h1>"}
             return error.code, error.body()
         if method == "getUpdates" and self.webhook is not None:
             return 409, WEBHOOK_CONFLICT.body()

@@ -22,7 +22,7 @@ from protocols import Inbound, Reconcile, Reconciled
 from tests.appkit import open_app
 from tests.brainkit import intent, settings_for
 from tests.fake_llm import FakeLLM, Text
-from tests.fake_telegram import FakeTelegram, TgError
+from tests.fake_telegram import FakeTelegram, Landed, TgError
 from tests.telegramkit import connector, telegram_settings
 from tests.test_telegram_e2e import App
 
@@ -148,3 +148,20 @@ async def test_the_interval_drives_the_sweep(
         assert reply.params["text"] == "On time."
         reconciler = system.lookup("/reconciler")._cell.actor
         assert getattr(reconciler, "sweeps", 0) >= 1
+
+
+async def test_a_send_that_may_have_landed_is_sent_again_once_not_every_sweep(app: App) -> None:
+    """Review of issue 10: a Telegram send whose answer was lost (it may have landed)
+    stayed unsent and the reconciler sent it again on every sweep, up to
+    ``max_resends`` times: one answer could reach a chat six times. Now it is sent
+    again once (at-least-once), and then given up on as sent."""
+    app.tg.fail("sendMessage", Landed(), Landed())
+    app.llm.script(MODEL, intent(False), Text("Maybe twice."))
+    app.tg.push(app.tg.message(app.tg.user(), "hello"))
+    await until(lambda: failed_sends(app) == 1)
+    assert await sweep(app) == Reconciled(jobs=0, replies=1, skipped=0)
+    await until(lambda: failed_sends(app) == 2)
+    for _ in range(3):
+        assert await sweep(app) == Reconciled(jobs=0, replies=0, skipped=0)
+    assert [p["text"] for p in app.tg.sent] == ["Maybe twice.", "Maybe twice."]
+    assert await app.store.unsent_replies("telegram") == []

@@ -10,9 +10,13 @@ Promises (DESIGN.md "Durable before acknowledged"): a reply is marked sent
 confirmed every piece. A 429 is waited out (``retry_after``, on trio's clock)
 and retried; a request that certainly never left (connection refused) is
 retried a few times; any other failure is logged and the reply stays unsent
-in the outbox, so the next start sends it (never a blind resend that could
-duplicate). A long reply's progress is kept under ``sent:<id>`` in the
-connector state, so a restart resumes after the pieces already delivered.
+in the outbox, and the door's next start or the reconciler sends it again.
+A request that left but whose answer never came (a timeout, a broken reply)
+may have landed: it is sent again once (at-least-once, as the README says),
+and if that one is uncertain too the reply is marked sent as ``?`` and logged,
+so one answer reaches a chat at most twice, never once per reconciler sweep.
+A long reply's progress is kept under ``sent:<id>`` in the connector state, so
+a restart resumes after the pieces already delivered.
 """
 
 from __future__ import annotations
@@ -39,6 +43,13 @@ STATE = "telegram"
 _MAX_RETRY_AFTERS = 5
 #: Retries of a request that never left (connection refused), 1 s, 2 s, 4 s apart.
 _MAX_CONNECT_RETRIES = 3
+
+
+class _Uncertain:
+    """A send that left but got no answer: it may have landed."""
+
+
+_UNCERTAIN = _Uncertain()
 
 
 def ok_keyboard(approval_id: int) -> dict[str, Any]:
@@ -114,6 +125,8 @@ class Outbox:
             if last and deliver.kind == "ack" and deliver.approval_id is not None:
                 markup = ok_keyboard(deliver.approval_id)
             message = await self._send_piece(deliver, pieces[n], markup)
+            if isinstance(message, _Uncertain):
+                return await self._uncertain(deliver, ids)
             if message is None:
                 self.failed += 1
                 return False
@@ -129,9 +142,25 @@ class Outbox:
         self.sent += 1
         return True
 
+    async def _uncertain(self, deliver: Deliver, ids: list[str]) -> bool:
+        """The piece may have landed. The first time, note it and leave the reply
+        unsent (sent again later: at-least-once); the second time, give up on it as
+        sent (``?``), so it is not sent once per sweep. False: not confirmed."""
+        self.failed += 1
+        key = f"maybe:{deliver.message_id}"
+        if await self.store.get_state(STATE, key) is None:
+            await self.store.set_state(STATE, key, "1")
+            return False
+        self.log.warning(
+            "telegram_send_uncertain_twice", id=deliver.message_id,
+            outcome="marked sent: it may have arrived twice, or not at all",
+        )  # fmt: skip
+        await self.store.mark_sent(deliver.message_id, ",".join([*ids, "?"]))
+        return False
+
     async def _send_piece(
         self, deliver: Deliver, text: str, markup: dict[str, Any] | None
-    ) -> dict[str, Any] | None:
+    ) -> dict[str, Any] | _Uncertain | None:
         chat = deliver.chat_id
         flood = refused = 0
         while True:
@@ -149,7 +178,10 @@ class Outbox:
                 )  # fmt: skip
                 self.pacer.hold(chat, exc.retry_after, trio.current_time())
             except TelegramUnavailable as exc:
-                if exc.sent or refused >= _MAX_CONNECT_RETRIES:
+                if exc.sent:
+                    self._give_up(deliver, exc)
+                    return _UNCERTAIN
+                if refused >= _MAX_CONNECT_RETRIES:
                     self._give_up(deliver, exc)
                     return None
                 await trio.sleep(2.0**refused)

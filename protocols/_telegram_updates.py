@@ -43,7 +43,6 @@ __all__ = [
     "Incoming",
     "Media",
     "parse_update",
-    "placeholder",
     "to_inbound",
 ]
 

@@ -39,7 +39,6 @@ from ._telegram_updates import (
     Incoming,
     Media,
     parse_update,
-    placeholder,
     to_inbound,
 )
 from .wire import message
@@ -55,7 +54,6 @@ __all__ = [
     "TelegramStored",
     "TelegramUpdate",
     "parse_update",
-    "placeholder",
     "to_inbound",
 ]
 

@@ -11,10 +11,10 @@ import trio
 
 from protocols import Received, user_key
 from protocols.telegram import Ignored, Incoming, TelegramStored, to_inbound
-from storage import IngestResult, Store
+from storage import Store
 from supervision import ActorSystem, EntityRef, KernelError, UnknownPath, correlated
 
-__all__ = ["hand_off", "store_telegram", "tell_author"]
+__all__ = ["store_telegram", "tell_author"]
 
 _log = structlog.get_logger("greenroom.connectors")
 
@@ -39,19 +39,6 @@ async def tell_author(system: ActorSystem, received: Received, *, timeout_s: flo
             return False
     _log.error("received_not_told", thread=key, error="mailbox full")
     return False
-
-
-async def hand_off(
-    system: ActorSystem,
-    result: IngestResult,
-    user_id: str,
-    *,
-    timeout_s: float,
-    text: str | None = None,
-) -> None:
-    """:func:`tell_author` the ``chat.Received`` for a message ``Store.ingest`` made
-    durable (``text`` defaults to the stored text)."""
-    await tell_author(system, result.received(user_id, text), timeout_s=timeout_s)
 
 
 async def store_telegram(

@@ -135,8 +135,6 @@ async def _serve_raw(handler: RawPost, scope: Scope, receive: Receive, send: Sen
             break
     try:
         status, payload, headers = await handler(scope["headers"], bytes(body))
-    except BodyTooLarge:
-        raise
     except ApiError as exc:
         status, payload, headers = exc.status, error_body(exc), exc.headers
     await send(

@@ -33,7 +33,7 @@ from supervision import (
     UnknownPath,
 )
 
-from .._route import hand_off
+from .._route import tell_author
 from ._auth import RateLimiter, bearer_token, hash_token, mint_token, new_user_id
 from ._errors import ApiError
 from ._feed import Feed, FeedFull
@@ -185,7 +185,7 @@ class Door:
             # Durable now: the answer is 202 whatever the hand-off meets. Its bound
             # covers the race with check_room and keeps a wedged thread from
             # holding requests.
-            await hand_off(self.system, result, user_id, timeout_s=self.ask_timeout_s)
+            await tell_author(self.system, result.received(user_id), timeout_s=self.ask_timeout_s)
         return result.message.id
 
     async def approve(self, user_id: str, approval_id: int) -> None:

@@ -20,7 +20,7 @@ from protocols.nostr import KIND_GIFT_WRAP, Event
 from storage import Store
 from supervision import ActorSystem
 
-from .._route import hand_off
+from .._route import tell_author
 from ._intake import PLATFORM, Dropped, to_inbound
 from ._link import RelayLink
 
@@ -141,7 +141,7 @@ class Hub:
                       protocol=inbound.raw["protocol"], user=inbound.user_key)  # fmt: skip
             assert self.system is not None
             timeout = self.settings.kernel.ask_timeout_s
-            await hand_off(self.system, result, inbound.user_id, timeout_s=timeout)
+            await tell_author(self.system, result.received(inbound.user_id), timeout_s=timeout)
         if live:
             await self.save_since(url)
 

@@ -258,10 +258,9 @@ class TelegramConnector(Actor):
             return  # the bot's budget is the replies' now
         self._typing_tokens -= 1
         if len(self._typing_since) >= _TYPING_CHATS:
+            # Only the last _TYPING_S matter; the token bucket keeps those few.
             cutoff = now - _TYPING_S
             self._typing_since = {c: t for c, t in self._typing_since.items() if t > cutoff}
-            if len(self._typing_since) >= _TYPING_CHATS:
-                return  # that many chats typing at once: skip rather than grow
         self._typing_since[chat_id] = now
         self.typing += 1
         self.spawn_task(self._send_typing, self.api, chat_id, name=f"typing-{chat_id}")

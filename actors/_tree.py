@@ -42,7 +42,7 @@ _log = structlog.get_logger("greenroom.tree")
 def build_root(settings: Settings, store: Store, brain: Brain) -> Callable[[], Supervisor]:
     """A factory for the root supervisor of the application tree over ``store``
     and ``brain`` (both opened by ``greenroom run`` and outliving the tree)."""
-    threads = UserConfig(store=store, brain=brain)
+    user_config = UserConfig(store=store, brain=brain)
     sup = settings.supervision
     backoff = Backoff(
         min_s=sup.backoff_min_s,
@@ -92,7 +92,7 @@ def build_root(settings: Settings, store: Store, brain: Brain) -> Callable[[], S
         # Each user's actor backs off on its own (a database outage fails every
         # thread's start; none may exhaust a budget the others share).
         return Directory(
-            lambda key: UserActor(key, threads),
+            lambda key: UserActor(key, user_config),
             idle_timeout_s=settings.users.idle_timeout_s,
             max_live=settings.users.max_live,
             backoff=backoff,
@@ -133,7 +133,7 @@ def build_root(settings: Settings, store: Store, brain: Brain) -> Callable[[], S
                 ChildSpec("brain", lambda: BrainActor(brain)),
                 ChildSpec("users", users),
                 ChildSpec("connectors", connectors),
-                # After the doors and the threads it hands work back to.
+                # After the doors and the user actors it hands work back to.
                 ChildSpec("reconciler", lambda: Reconciler(store, settings.reconciler)),
                 ChildSpec("debug", debug),
             ],

@@ -1,6 +1,6 @@
-"""User actors: one actor per ``<platform>:<id>`` under the ``/users`` Directory.
+"""User actors: one per ``<platform>:<id>`` under the ``/users`` Directory.
 
-A thread turns each durable inbound message (``chat.Received``) into the
+A user actor turns each durable inbound message (``chat.Received``) into the
 ack/OK flow of DESIGN.md ("A message, end to end"): classify with the cheap
 model, say ``Understood: ... Will: ...`` with an OK action and record a
 pending approval, or answer at once when no confirmation is needed; on OK

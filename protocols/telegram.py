@@ -12,11 +12,12 @@ door (``/connectors/telegram``). Both use what is here:
    its queued job (``Store.ingest``), a voice/audio/photo message *held*,
    without a job (``Store.ingest_held``). A redelivery is found there and
    costs nothing more;
-2. only then does it answer 200, and tell the door :class:`TelegramStored`;
+2. only then does it tell the door :class:`TelegramStored` (into its mailbox,
+   waiting at most the ask timeout for room) and answer 200;
 3. the door hands text messages to their authors' actors, and enriches held ones
    (download, transcript, image description) in work it owns, then releases
-   them (their job is created) and hands them over: the thread reads the
-   transcript with the message.
+   them (their job is created) and hands them over: the author's actor reads
+   the transcript with the message.
 
 Updates that are not messages (the OK button's ``callback_query``) and those
 the door ignores are asked of the door as :class:`TelegramUpdate`, as its

@@ -2,7 +2,7 @@
 
 A connector turns a platform's traffic into ``chat.Inbound`` (durable before
 acknowledged), tells the user's actor ``chat.Received``, and delivers what the
-thread tells it back (``chat.Deliver``). Connectors never import each other.
+actor tells it back (``chat.Deliver``). Connectors never import each other.
 """
 
 from __future__ import annotations

@@ -35,9 +35,9 @@ async def tell_author(system: ActorSystem, received: Received, *, timeout_s: flo
             await EntityRef(system.lookup("/users"), key).tell(received)
             return True
         except (KernelError, UnknownPath, ValueError) as exc:  # ValueError: no valid key
-            _log.error("received_not_told", thread=key, error=repr(exc))
+            _log.error("received_not_told", user=key, error=repr(exc))
             return False
-    _log.error("received_not_told", thread=key, error="mailbox full")
+    _log.error("received_not_told", user=key, error="mailbox full")
     return False
 
 

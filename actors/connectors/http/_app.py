@@ -256,9 +256,9 @@ async def approve(
 # Issue 10, item 8: a message is made durable here, in the request's own task
 # (concurrent webhooks share the Store's group commit; the old path asked the
 # Telegram door, one update at a time, and that door downloaded, transcribed
-# and described before it even looked for a duplicate), and Telegram gets its
-# 200 before the Telegram door hears of it. The door then hands the message
-# over, enriches media and shows typing. Updates that are not storable
+# and described before it even looked for a duplicate); the Telegram door is
+# told what was stored (into its mailbox) and Telegram gets its 200 before the
+# door does anything with it: hand the message over, enrich media, show typing. Updates that are not storable
 # messages (a button press, an ignored kind) are still asked of the door.
 _TELEGRAM = "/connectors/telegram"
 

@@ -16,9 +16,10 @@ line each and retried with exponential backoff up to
 ``conflict_backoff_max_s``; a 429 waits its ``retry_after``.
 
 Webhook (issue 10, item 8): the HTTP door's route stores each message itself
-(see ``protocols.telegram``) and answers Telegram 200 before this door hears
-of it; what this door does after the 200 (hand-over, enrichment, typing) is
-the same for a polled update.
+(see ``protocols.telegram``), puts a ``TelegramStored`` in this door's mailbox
+(waiting at most ``ask_timeout_s`` for room) and answers Telegram 200; this
+door's work on it (hand-over, enrichment, typing) comes after, and is the same
+for a polled update.
 
 Messages:
 

@@ -121,7 +121,7 @@ class Intake:
             ref = EntityRef(self.system.lookup("/users"), key)
             result = await ref.ask(Approve(approval_id=approval_id), timeout=self.ask_timeout_s)
         except (AskTimeout, ActorFailed, ActorStopped, UnknownPath) as exc:
-            self.log.warning("telegram_approve_failed", thread=key, error=repr(exc))
+            self.log.warning("telegram_approve_failed", user=key, error=repr(exc))
             return "busy"
         if not isinstance(result, ApprovalResult):
             raise TypeError(f"/users/{key} answered Approve with {type(result).__name__}")

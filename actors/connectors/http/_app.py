@@ -258,8 +258,9 @@ async def approve(
 # Telegram door, one update at a time, and that door downloaded, transcribed
 # and described before it even looked for a duplicate); the Telegram door is
 # told what was stored (into its mailbox) and Telegram gets its 200 before the
-# door does anything with it: hand the message over, enrich media, show typing. Updates that are not storable
-# messages (a button press, an ignored kind) are still asked of the door.
+# door does anything with it: hand the message over, enrich media, show typing.
+# Updates that are not storable messages (a button press, an ignored kind) are
+# still asked of the door.
 _TELEGRAM = "/connectors/telegram"
 
 

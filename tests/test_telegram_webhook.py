@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from actors import UserActor, UserConfig
 from actors.brain import Brain
@@ -186,9 +187,26 @@ async def test_a_photo_delivered_twice_is_downloaded_and_described_once(world: W
     update = world.tg.photo(world.tg.user(), "twice", image=b"\xff\xd8\xff jpeg")
     assert (await world.post(update)).status_code == 200
     assert await world.sent(1) == ["Once."]
+    begun: list[int] = []
+    begin_held = world.store.begin_held
+
+    async def counted(message_id: int) -> Any:
+        begun.append(message_id)
+        return await begin_held(message_id)
+
+    world.store.begin_held = counted  # type: ignore[method-assign]
     assert (await world.post(dict(update))).status_code == 200
+    await world.system.lookup("/connectors/telegram").ask(Identify())  # after the route's tell
+    door = connector(world.system)
+    assert door.handover is not None
+    with trio.fail_after(10):
+        while door.handover.waiting:
+            await trio.testing.wait_all_tasks_blocked(cushion=0.01)
     assert (world.describe.calls, len(world.tg.of("getFile"))) == (1, 1)
     assert [p["text"] for p in world.tg.sent] == ["Once."]
+    # Review of issue 10: a redelivery of a message released long ago went back into
+    # the door's enrichment queue (held messages have no job, released ones do).
+    assert begun == []
 
 
 async def test_a_door_killed_between_200_and_enrichment_enriches_at_restart_once(

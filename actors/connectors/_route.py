@@ -59,6 +59,12 @@ async def store_telegram(
     else:
         message, thread, created = await store.ingest_held(inbound)
         job_id, queued = None, False
+        if not created:
+            # A redelivery: if it was released meanwhile it has its job, and must
+            # not go back into the door's queue for enrichment (rare: one read).
+            job = await store.job_for_message(message.id)
+            if job is not None:
+                job_id, queued = job.id, job.status == "queued"
     return TelegramStored(
         update_id=inc.update_id,
         message_id=message.id,

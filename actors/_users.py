@@ -219,6 +219,7 @@ class UserActor(Actor):
         there: a newer message came. The plan of ``newest`` itself (resumed after a
         restart) is kept. Other chats are untouched."""
         if chat.work is not None and chat.work_job != newest.id:
+            self.log.info("work_superseded", job=chat.work_job, by=newest.id)
             chat.work.cancel()
             await chat.work.wait()  # a reply being recorded finishes first (shielded)
             if chat.work_job is not None:

@@ -8,10 +8,11 @@ LLM is tests/fake_llm.py, spoken to by the real anthropic SDK.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -24,7 +25,7 @@ from actors._users import APOLOGY, GAVE_UP, STALE_OK
 from actors.brain import Brain
 from protocols import ApprovalResult, Approve, Deliver, Inbound, Received
 from storage import Store, open_store
-from supervision import ActorSystem, ChildSpec, Directory, EntityRef, Supervisor, open_system
+from supervision import Actor, ActorSystem, ChildSpec, Directory, EntityRef, Supervisor, open_system
 from supervision.testing import Probe
 from tests.brainkit import intent as _intent
 from tests.brainkit import settings_for
@@ -44,7 +45,7 @@ class Chat:
     system: ActorSystem
     store: Store
     fake: FakeLLM
-    door: Probe
+    door: Any  # what stands at /connectors/telegram: a Probe unless the test chose
     n: int = 0
 
     async def say(
@@ -88,12 +89,15 @@ class Chat:
         return result.status
 
 
-def app_tree(config: UserConfig, probes: list[Probe]) -> Supervisor:
-    """users (the real threads) and a Probe standing in for the telegram door."""
+def app_tree(
+    config: UserConfig, doors: list[Actor], make_door: Callable[[], Actor] = Probe
+) -> Supervisor:
+    """users (the real user actors) and ``make_door()`` (a Probe) standing in for the
+    telegram door; every door built is appended to ``doors``."""
 
-    def door() -> Probe:
-        probes.append(Probe())
-        return probes[-1]
+    def door() -> Actor:
+        doors.append(make_door())
+        return doors[-1]
 
     return Supervisor(
         [
@@ -104,16 +108,20 @@ def app_tree(config: UserConfig, probes: list[Probe]) -> Supervisor:
 
 
 @asynccontextmanager
-async def open_chat(tmp_path: Path, fake: FakeLLM, **bounds: int) -> AsyncIterator[Chat]:
-    """The tree over a fresh SQLite Store and a Brain on the fake LLM; ``bounds``
-    override UserConfig's context bounds."""
+async def open_chat(
+    tmp_path: Path, fake: FakeLLM, *, door: Callable[[], Actor] = Probe, **bounds: int
+) -> AsyncIterator[Chat]:
+    """The tree over a fresh SQLite Store and a Brain on the fake LLM; ``door`` makes
+    what stands at /connectors/telegram; ``bounds`` override UserConfig's context
+    bounds."""
     async with open_store(None, tmp_path) as store:
         brain = Brain(settings_for(fake), store)
         config = UserConfig(store=store, brain=brain, **bounds)
-        probes: list[Probe] = []
+        doors: list[Actor] = []
+        tree = lambda: app_tree(config, doors, door)  # noqa: E731
         try:
-            async with open_system(lambda: app_tree(config, probes), ask_timeout_s=10) as system:
-                yield Chat(system, store, fake, probes[-1])
+            async with open_system(tree, ask_timeout_s=10) as system:
+                yield Chat(system, store, fake, doors[-1])
         finally:
             await brain.aclose()
 
@@ -213,9 +221,9 @@ async def test_no_model_configured_gives_a_clear_notice(tmp_path: Path) -> None:
 
         brain = Brain(Settings(), store)  # no key anywhere
         config = UserConfig(store=store, brain=brain)
-        probes: list[Probe] = []
-        async with open_system(lambda: app_tree(config, probes)) as system:
-            chat = Chat(system, store, FakeLLM(), probes[-1])
+        doors: list[Actor] = []
+        async with open_system(lambda: app_tree(config, doors)) as system:
+            chat = Chat(system, store, FakeLLM(), doors[-1])
             sent = await chat.say("hello?")
             notice = await chat.delivered("notice")
             assert notice.text.startswith("I cannot answer yet: no model is configured")

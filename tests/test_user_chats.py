@@ -17,16 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 import trio
 import trio.testing
 
-from actors import UserActor, UserConfig
-from actors.brain import Brain
 from protocols import Deliver, Ping
-from storage import open_store
-from supervision import Actor, ChildSpec, Directory, Supervisor, open_system
-from supervision.testing import Probe
-from tests.brainkit import settings_for
+from supervision import Actor
 from tests.fake_llm import FakeLLM, Hang, Text, ToolUse, gated
 from tests.test_conversation import MODEL, Chat, intent, open_chat, settled
 
@@ -223,38 +219,28 @@ async def test_an_answer_being_handed_over_when_a_newer_message_comes_is_still_a
     cancelled the work while it handed the reply to a busy door: the job was
     recorded ``canceled`` although it was answered, and the answer was not sent."""
     gate, received = trio.Event(), []
-    async with open_store(None, tmp_path) as store:
-        brain = Brain(settings_for(fake_llm), store)
-        config = UserConfig(store=store, brain=brain)
-
-        def tree() -> Supervisor:
-            door = ChildSpec("telegram", lambda: GatedDoor(gate, received))
-            return Supervisor([
-                ChildSpec("users", lambda: Directory(lambda key: UserActor(key, config))),
-                ChildSpec("connectors", lambda: Supervisor([door])),
-            ])  # fmt: skip
-
-        try:
-            async with open_system(tree, ask_timeout_s=10) as system:
-                chat = Chat(system, store, fake_llm, Probe())
-                door = system.lookup("/connectors/telegram")
-                await door.tell(Ping())  # the door is busy with this one ...
-                await door.tell(Ping())  # ... and its mailbox is full
-                fake_llm.script(MODEL, intent(False), Text("first answer"))
-                first = await chat.say("first")
-                with trio.fail_after(10):
-                    while not await store.replies_after(first.thread_id):
-                        await trio.testing.wait_all_tasks_blocked(cushion=0.01)
-                # The first answer is recorded and waits for room at the door.
-                fake_llm.script(MODEL, intent(False), Text("second answer"))
-                second = await chat.say("second")
-                await trio.testing.wait_all_tasks_blocked(cushion=0.05)
-                gate.set()
-                with trio.fail_after(10):
-                    while "second answer" not in delivered(received):
-                        await trio.testing.wait_all_tasks_blocked(cushion=0.01)
-                assert delivered(received) == ["first answer", "second answer"]
-                assert (await store.get_job(first.job_id)).status == "done"
-                assert (await store.get_job(second.job_id)).status == "done"
-        finally:
-            await brain.aclose()
+    door = lambda: GatedDoor(gate, received)  # noqa: E731
+    async with open_chat(tmp_path, fake_llm, door=door) as chat:
+        store = chat.store
+        ref = chat.system.lookup("/connectors/telegram")
+        await ref.tell(Ping())  # the door is busy with this one ...
+        await ref.tell(Ping())  # ... and its mailbox is full
+        fake_llm.script(MODEL, intent(False), Text("first answer"))
+        first = await chat.say("first")
+        with trio.fail_after(10):
+            while not await store.replies_after(first.thread_id):
+                await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+        # The first answer is recorded and waits for room at the door.
+        fake_llm.script(MODEL, intent(False), Text("second answer"))
+        with structlog.testing.capture_logs() as logs:
+            second = await chat.say("second")
+            with trio.fail_after(10):  # the supersede is waiting for the work
+                while not any(e["event"] == "work_superseded" for e in logs):
+                    await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+        gate.set()
+        with trio.fail_after(10):
+            while "second answer" not in delivered(received):
+                await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+        assert delivered(received) == ["first answer", "second answer"]
+        assert (await store.get_job(first.job_id)).status == "done"
+        assert (await store.get_job(second.job_id)).status == "done"

@@ -5,9 +5,9 @@
 (``tests.appkit.settings_data``). With ``CRASH_AT=<Store method>:<n>[,...]``
 in the environment, the process SIGKILLs itself right after the ``n``-th call of
 that Store method returned (that is, right after its transaction committed and
-before the caller's next step): a crash at a chosen window, not a lucky one.
-Methods this code does not have are ignored, so one list can name the windows of
-old and new code alike.
+before the caller's next step): a crash at a chosen window, not a lucky one. A
+method the Store does not have ends the process with a message (a renamed method
+must not silently turn its window off).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def arm(points: str) -> None:
     for point in filter(None, points.split(",")):
         name, _, nth = point.partition(":")
         original = getattr(Store, name, None)
-        if original is None:
-            continue
+        if original is None:  # a renamed method must not quietly turn a window off
+            raise SystemExit(f"crash_app: Store has no method {name!r} to crash after")
         calls = {"n": 0}
         target = int(nth or 1)
 

@@ -268,13 +268,18 @@ def answered(clients: list[Client]) -> int:
 async def test_kill9_at_random_moments_and_chosen_windows_answers_every_message_once(
     tmp_path: Path, fake_llm: FakeLLM, database_url: str | None
 ) -> None:
+    """20 users x 10 messages, each acked, approved and answered, while the child is
+    killed: at a random number of answers, and three times at a chosen window (the
+    child then crashes itself right after the plan, a job's end, a claim committed;
+    each window must be reached). Every accepted message is answered exactly once.
+    Old code: on both backends a message was never answered (the guard fired)."""
     seed = int.from_bytes(os.urandom(4), "big")
     rng = random.Random(seed)
     users, per_user = 20, 10
     total = users * per_user
     # Right after the plan was committed (the old code's ack came in a second
     # transaction), after a job's end, after a claim; then random moments.
-    windows = ["propose_with_ack:7,propose:7", "finish_with_reply:5,finish_job:5", "claim_jobs:9"]
+    windows = ["propose_with_ack:7", "finish_with_reply:5", "claim_jobs:9"]
     async with child_app(tmp_path, fake_llm, database_url) as (child, http):
         clients = [Client(http, n, child.progress) for n in range(users)]
         async with trio.open_nursery() as nursery:
@@ -282,13 +287,15 @@ async def test_kill9_at_random_moments_and_chosen_windows_answers_every_message_
             with trio.fail_after(400):  # a hang guard for the whole run
 
                 async def chaos() -> None:
+                    armed = False  # the running child crashes itself at its window
                     while answered(clients) < total:
-                        target = answered(clients) + rng.randint(8, 25)
+                        target = total if armed else answered(clients) + rng.randint(8, 25)
                         while answered(clients) < min(target, total) and child.alive:
                             await child.progress.wait()
                         if answered(clients) >= total:
                             return
-                        await child.kill()
+                        await child.kill()  # a random moment (or already dead)
+                        armed = bool(windows)
                         await child.start(nursery, crash_at=windows.pop(0) if windows else "")
 
                 async with trio.open_nursery() as load:
@@ -301,7 +308,8 @@ async def test_kill9_at_random_moments_and_chosen_windows_answers_every_message_
     async with open_store(database_url, tmp_path / "data") as store:
         counts = await verify(store, clients)
     assert counts["messages"] == total, (counts, context)
-    assert child.starts >= 5 and len(child.chosen) >= 2, context
+    assert child.starts >= 5, context
+    assert sorted(child.chosen) == ["claim_jobs", "finish_with_reply", "propose_with_ack"], context
 
 
 async def one_message_through_crashes(
@@ -333,7 +341,7 @@ async def test_kill9_right_after_the_plan_is_stored_still_shows_the_plan(
 ) -> None:
     """Old code: the plan and its ack were two transactions; killed between them, the
     job waited for an OK nobody was asked for, and the message was never answered."""
-    crash = ["propose_with_ack:1,propose:1"]
+    crash = ["propose_with_ack:1"]
     client, child, counts = await one_message_through_crashes(
         tmp_path, fake_llm, database_url, crash
     )

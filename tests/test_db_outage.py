@@ -87,7 +87,6 @@ async def test_a_60_s_database_outage_ends_nothing_and_loses_nothing(
     async with open_store(url, tmp_path / "data") as store:
         counts = await verify(store, users)
     assert counts["messages"] == 15
-    await trio.to_thread.run_sync(pg.drop_database, own_server.admin_url, url)
 
 
 async def outage_checks(http: httpx.AsyncClient, user: Client) -> None:

@@ -28,6 +28,8 @@ import trio
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from _common import pct  # noqa: E402
+
 from actors import build_root  # noqa: E402
 from actors.brain import Brain  # noqa: E402
 from config import Settings  # noqa: E402
@@ -44,11 +46,6 @@ INTENT = {
     "needs_confirmation": True,
     "confidence": 0.9,
 }
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def prefill(store: Store, user_id: str, messages: int) -> None:

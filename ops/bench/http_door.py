@@ -33,25 +33,13 @@ import trio
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from _common import Sink, pct  # noqa: E402
+
 from actors import StorageActor  # noqa: E402
 from actors.connectors import HttpConnector  # noqa: E402
 from config import Settings  # noqa: E402
 from storage import open_store  # noqa: E402
-from supervision import Actor, ChildSpec, Directory, Supervisor, open_system  # noqa: E402
-
-
-class Sink(Actor):
-    """A user actor that takes Received and does nothing with it."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-    async def receive(self, msg: Any) -> Any:
-        return None
-
-
-def _pct(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+from supervision import ChildSpec, Directory, Supervisor, open_system  # noqa: E402
 
 
 async def sequential(client: httpx.AsyncClient, auth: dict[str, str], n: int) -> list[float]:
@@ -116,8 +104,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 elapsed, ok = await concurrent(url, auth, args.requests * 5, args.clients)
     return {
         "requests": args.requests,
-        "p50_ms": _pct(lat, 0.50) * 1e3,
-        "p99_ms": _pct(lat, 0.99) * 1e3,
+        "p50_ms": pct(lat, 0.50) * 1e3,
+        "p99_ms": pct(lat, 0.99) * 1e3,
         "max_ms": lat[-1] * 1e3,
         "concurrent_clients": args.clients,
         "concurrent_requests": ok,

@@ -28,6 +28,8 @@ import trio
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from _common import pct  # noqa: E402
+
 from ops import pg  # noqa: E402
 from protocols import Inbound  # noqa: E402
 from storage import Store, open_store  # noqa: E402
@@ -35,12 +37,6 @@ from storage import Store, open_store  # noqa: E402
 CONCURRENCY = (1, 16, 128)
 CLAIMERS = 16
 RATE = 1000.0  # arrivals per second for the open-loop figure
-
-
-def _pct(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
 async def ingest_figure(store: Store, producers: int, seconds: float) -> dict[str, float]:
@@ -66,8 +62,8 @@ async def ingest_figure(store: Store, producers: int, seconds: float) -> dict[st
     latencies.sort()
     return {
         "per_s": len(latencies) / elapsed,
-        "p50_ms": _pct(latencies, 0.50) * 1e3,
-        "p99_ms": _pct(latencies, 0.99) * 1e3,
+        "p50_ms": pct(latencies, 0.50) * 1e3,
+        "p99_ms": pct(latencies, 0.99) * 1e3,
         "count": len(latencies),
     }
 
@@ -101,8 +97,8 @@ async def rate_figure(store: Store, rate: float, seconds: float) -> dict[str, fl
     latencies.sort()
     return {
         "per_s": len(latencies) / (time.perf_counter() - start),
-        "p50_ms": _pct(latencies, 0.50) * 1e3,
-        "p99_ms": _pct(latencies, 0.99) * 1e3,
+        "p50_ms": pct(latencies, 0.50) * 1e3,
+        "p99_ms": pct(latencies, 0.99) * 1e3,
     }
 
 

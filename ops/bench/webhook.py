@@ -4,8 +4,9 @@ DESIGN.md's target (issue 10, item 8): an inbound webhook update is durable
 and answered 200 at p99 <= 20 ms at 1,000 updates/s.
 
 The server (this process) is the door as in production: the HTTP door
-(Hypercorn's trio worker, FastAPI) and the real Telegram door in webhook mode,
-a Store on Postgres (a fresh database on the server ``ops/pg.py`` finds or
+(Hypercorn's trio worker; the webhook is a raw route of the door's ASGI layer,
+no FastAPI per update) and the real Telegram door in webhook mode, a Store on
+Postgres (a fresh database on the server ``ops/pg.py`` finds or
 starts) with group commit, and a no-op user actor per user under ``/users``
 (so the figure is the doors': secret check, parse, durable ingest, the 200,
 then the hand-off and ``sendChatAction``). The client is a separate process
@@ -58,22 +59,19 @@ ROOT = _code_root(sys.argv)
 sys.path.insert(0, str(ROOT))
 
 import trio  # noqa: E402
+from _common import pct  # noqa: E402
 
 SECRET = "bench-Webhook_secret"
 USERS = 1000
 WARMUP_S = 1.0
 
 
-def _pct(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
-
-
 def _figures(latencies: list[float]) -> dict[str, float]:
     ordered = sorted(latencies)
     return {
         "count": len(ordered),
-        "p50_ms": _pct(ordered, 0.50) * 1e3,
-        "p99_ms": _pct(ordered, 0.99) * 1e3,
+        "p50_ms": pct(ordered, 0.50) * 1e3,
+        "p99_ms": pct(ordered, 0.99) * 1e3,
         "max_ms": (ordered[-1] if ordered else float("nan")) * 1e3,
     }
 
@@ -186,22 +184,15 @@ async def client_main(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------- the server process
 async def server_main(args: argparse.Namespace) -> dict[str, Any]:
+    from _common import Sink
+
     from actors import StorageActor
     from actors.connectors import HttpConnector, TelegramConnector
     from config import Settings
     from ops import pg
     from storage import open_store
-    from supervision import Actor, ChildSpec, Directory, Supervisor, open_system
+    from supervision import ChildSpec, Directory, Supervisor, open_system
     from tests.fake_telegram import TOKEN
-
-    class Sink(Actor):
-        """A user actor that takes Received and does nothing with it."""
-
-        def __init__(self, key: str) -> None:
-            self.key = key
-
-        async def receive(self, msg: Any) -> Any:
-            return None
 
     server = pg.find_or_start()
     url = await trio.to_thread.run_sync(pg.create_database, server.admin_url, "gr_bench")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import trio
 
+from tests.runkit import JsonLog
+
 ROOT = Path(__file__).resolve().parents[1]
 GREENROOM = [sys.executable, str(ROOT / "bin" / "greenroom")]
 
@@ -26,21 +28,6 @@ def env(**extra: str) -> dict[str, str]:
     # Port 0: the HTTP door binds any free port (it logs http_listening with it),
     # so test processes never fight over 8080.
     return {**clean, "PYTHONPATH": str(ROOT), "GREENROOM_HTTP_PORT": "0", **extra}
-
-
-async def read_events(proc: trio.Process, until: str) -> list[dict[str, object]]:
-    """JSON log lines from the process's stderr up to the event ``until``."""
-    assert proc.stderr is not None
-    events: list[dict[str, object]] = []
-    buf = b""
-    with trio.fail_after(60):  # a hang guard for a real process, not a sync point
-        while not any(e.get("event") == until for e in events):
-            chunk = await proc.stderr.receive_some()
-            assert chunk, f"greenroom exited before {until!r}: {events}"
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            events += [json.loads(line) for line in lines if line.strip()]
-    return events
 
 
 async def start_run(nursery: trio.Nursery, tmp_path: Path, **extra: str) -> trio.Process:
@@ -66,11 +53,15 @@ async def run_until_started(
     `started` and from there to `stopped`."""
     async with trio.open_nursery() as nursery:
         proc = await start_run(nursery, tmp_path, **extra)
-        events = await read_events(proc, "started")
+        assert proc.stderr is not None
+        log = JsonLog(proc.stderr)
+        await log.wait("started")
+        events = list(log.events)
         if callable(while_running):
             await trio.to_thread.run_sync(while_running, proc.pid)
         proc.send_signal(signal.SIGTERM)
-        stopped = await read_events(proc, "stopped")
+        await log.wait("stopped")
+        stopped = log.events[len(events) :]
         assert await proc.wait() == 0
     return events, stopped
 

@@ -40,6 +40,7 @@ from storage import Store, open_store
 from tests.appkit import settings_data
 from tests.brainkit import intent, settings_for
 from tests.fake_llm import FakeLLM, Script, Text, ToolUse
+from tests.runkit import JsonLog
 
 CHILD = Path(__file__).with_name("crash_app.py")
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,15 +110,9 @@ class Child:
 
     async def _read(self, proc: trio.Process, started: trio.Event) -> None:
         assert proc.stderr is not None
-        buf = b""
-        while chunk := await proc.stderr.receive_some():
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
+        log = JsonLog(proc.stderr, strict=False)
+        while (events := await log.read_more()) is not None:
+            for event in events:
                 if event.get("event") == "started":
                     started.set()
                 elif event.get("event") == "crash_at":

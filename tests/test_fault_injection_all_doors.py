@@ -30,11 +30,10 @@ from tests.appkit import http_port, open_app, settings_data
 from tests.brainkit import intent, settings_for
 from tests.fake_llm import FakeLLM, Text
 from tests.fake_telegram import FakeTelegram, TgError
-from tests.nostrkit import (  # noqa: F401  (nostr_relay is a fixture)
+from tests.nostrkit import (
     AsyncioThread,
     RelayProcess,
     SdkClient,
-    nostr_relay,
     start_local_relay,
 )
 from tests.telegramkit import telegram_settings
@@ -61,7 +60,7 @@ async def world(
     tmp_path: Path,
     fake_llm: FakeLLM,
     tg: FakeTelegram,
-    nostr_relay: RelayProcess,  # noqa: F811
+    nostr_relay: RelayProcess,
 ) -> AsyncIterator[World]:
     aio = AsyncioThread()
     local, local_url = await start_local_relay(aio)

@@ -29,12 +29,11 @@ from tests.appkit import open_app
 from tests.brainkit import intent as _intent
 from tests.brainkit import settings_for
 from tests.fake_llm import FakeLLM, Text, ToolUse
-from tests.nostrkit import (  # noqa: F401  (nostr_relay is a fixture)
+from tests.nostrkit import (
     AsyncioThread,
     RelayProcess,
     SdkClient,
     StubRelay,
-    nostr_relay,
     start_local_relay,
 )
 
@@ -75,7 +74,7 @@ def nostr_hub(system: ActorSystem) -> Hub:
 async def world(
     tmp_path: Path,
     fake_llm: FakeLLM,
-    nostr_relay: RelayProcess,  # noqa: F811  (the fixture imported above)
+    nostr_relay: RelayProcess,
     nursery: trio.Nursery,
 ) -> AsyncIterator[World]:
     bot_secret = bytes.fromhex(sdk.Keys.generate().secret_key().to_hex())

@@ -12,7 +12,6 @@ from __future__ import annotations
 import trio
 
 from tests.fake_llm import Text
-from tests.nostrkit import nostr_relay  # noqa: F401  (a fixture the world needs)
 from tests.test_nostr_e2e import MODEL, World, intent, mention, world  # noqa: F401
 
 ROUNDS = 6

@@ -1,18 +1,19 @@
 """The Telegram webhook path (issue 10, item 8): durable and 200 first, enrichment after.
 
-A small tree with the real parts: user actors (the real ``UserActor`` and
-``Brain`` against tests/fake_llm.py), the HTTP door (Hypercorn on loopback)
-and the Telegram door in webhook mode against tests/fake_telegram.py over
-HTTP, on a SQLite Store. The vision call is a describer the test holds
-(``Describer``), so "the 200 came before the vision call finished" is shown
-by blocking it, not by timing. Real clock (real sockets): every wait is on
-an event or a recorded call, under a hang guard.
+The application's own tree (``build_root``, as ``greenroom run`` makes it, on a
+SQLite Store) with the Telegram door in webhook mode against
+tests/fake_telegram.py over HTTP, and the model (classify, answer, and the
+brain's vision call that describes photos) against tests/fake_llm.py. The
+vision call's answer is gated by the test (``gated``), so "the 200 came before
+the vision call finished" is shown by holding it, not by timing. Real clock
+(real sockets): every wait is on an event or a recorded call, under a hang
+guard.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,12 @@ import pytest
 import trio
 import trio.testing
 
-from actors import UserActor, UserConfig
-from actors.brain import Brain
-from actors.connectors import HttpConnector, TelegramConnector
 from protocols.telegram import Identify
-from storage import Store, open_store
-from supervision import ActorSystem, ChildSpec, Directory, Supervisor, open_system
-from tests.appkit import http_port
+from storage import Store
+from supervision import ActorSystem
+from tests.appkit import open_app
 from tests.brainkit import intent, settings_for
-from tests.fake_llm import FakeLLM, Text
+from tests.fake_llm import FakeLLM, Gated, Recorded, Text, ToolUse, gated
 from tests.fake_telegram import FakeTelegram
 from tests.telegramkit import SECRET, connector, telegram_settings
 
@@ -40,33 +38,14 @@ SEEN = {"description": "A red bicycle by a wall.", "text": "", "objects": ["bicy
 HANG_S = 15.0
 
 
-@dataclass
-class Describer:
-    """The brain's ``describe_image`` stand-in: counts its calls; the first ``hold``
-    calls wait for ``gate`` (and so may be cancelled), later ones answer at once."""
+#: The vision call's answer (the brain's describe_image, through the fake model).
+VISION = ToolUse("report_image", SEEN)
 
-    hold: int = 1
-    calls: int = 0
-    llm_requests_at_return: list[int] = field(default_factory=list)
-    gate: trio.Event = field(default_factory=trio.Event)
-    entered: trio.Event = field(default_factory=trio.Event)
-    llm: FakeLLM | None = None
 
-    async def __call__(self, key: str, image: bytes, media_type: str) -> dict[str, Any] | None:
-        self.calls += 1
-        self.entered.set()
-        if self.calls <= self.hold:
-            await self.gate.wait()
-        assert media_type == "image/jpeg" and image.startswith(b"\xff\xd8")
-        # How many model calls the threads had made when the description came back.
-        self.llm_requests_at_return.append(len(self.llm.requests) if self.llm else -1)
-        return dict(SEEN)
-
-    async def wait_called(self, n: int) -> None:
-        with trio.fail_after(HANG_S):
-            while self.calls < n:
-                self.entered = trio.Event()
-                await self.entered.wait()
+def tool(request: Recorded) -> str | None:
+    """The forced tool of a model request (``report_image`` for the vision call)."""
+    choice = request.body.get("tool_choice") or {}
+    return choice.get("name") if isinstance(choice, dict) else None
 
 
 @dataclass
@@ -76,7 +55,6 @@ class World:
     llm: FakeLLM
     tg: FakeTelegram
     http: httpx.AsyncClient
-    describe: Describer
 
     async def post(self, update: dict[str, Any]) -> httpx.Response:
         with trio.fail_after(HANG_S):
@@ -86,40 +64,27 @@ class World:
         calls = await self.tg.wait_calls("sendMessage", n, within=HANG_S)
         return [c.params["text"] for c in calls]
 
+    def vision_calls(self) -> int:
+        return sum(tool(r) == "report_image" for r in self.llm.requests)
+
+    def other_model_calls(self) -> list[Recorded]:
+        return [r for r in self.llm.requests if tool(r) != "report_image"]
+
+
+async def arrived(call: Gated) -> None:
+    with trio.fail_after(HANG_S):
+        await call.arrived.wait()
+
 
 @pytest.fixture
 async def world(tmp_path: Path, fake_llm: FakeLLM, tg: FakeTelegram) -> AsyncIterator[World]:
+    """The application's own tree (``build_root``: the brain describes photos through
+    the fake model) with the Telegram door in webhook mode."""
     base = settings_for(fake_llm, cascade=["a"])
     settings = telegram_settings(tg, tmp_path, base, mode="webhook")
-    describe = Describer(llm=fake_llm)
-    async with open_store(None, tmp_path) as store:
-        brain = Brain(settings, store)
-        threads = UserConfig(store=store, brain=brain)
-
-        def doors() -> Supervisor:
-            return Supervisor(
-                [
-                    ChildSpec("http", lambda: HttpConnector(settings, store)),
-                    ChildSpec(
-                        "telegram", lambda: TelegramConnector(settings, store, describe=describe)
-                    ),
-                ]
-            )
-
-        def users() -> Directory:
-            return Directory(lambda key: UserActor(key, threads), idle_timeout_s=None)
-
-        def root() -> Supervisor:
-            return Supervisor([ChildSpec("users", users), ChildSpec("connectors", doors)])
-
-        try:
-            async with open_system(root, ask_timeout_s=10, clock=store.clock) as system:
-                url = f"http://127.0.0.1:{http_port(system)}"
-                async with httpx.AsyncClient(base_url=url, timeout=HANG_S) as http:
-                    await tg.wait_calls("setWebhook", 1, within=HANG_S)
-                    yield World(system, store, fake_llm, tg, http, describe)
-        finally:
-            await brain.aclose()
+    async with open_app(settings, tmp_path) as (system, store, http):
+        await tg.wait_calls("setWebhook", 1, within=HANG_S)
+        yield World(system, store, fake_llm, tg, http)
 
 
 async def _message_of(store: Store, chat: str = "4242") -> Any:
@@ -135,22 +100,24 @@ async def test_a_photo_is_answered_200_before_its_vision_call_and_handed_over_af
     while the vision call is still running; the user's actor is told only after
     the description is stored, so the model reads it. (The old door described the
     photo before storing it and before answering: this POST hung on the describer.)"""
-    world.llm.script(MODEL, intent(False), Text("Nice bike!"))
+    vision = gated(VISION)
+    world.llm.script(MODEL, vision, intent(False), Text("Nice bike!"))
     update = world.tg.photo(world.tg.user(), "what do you think?", image=b"\xff\xd8\xff jpeg")
     answer = await world.post(update)
     assert answer.status_code == 200 and answer.json() == {"ok": True}
     [stored] = await _message_of(world.store)  # durable before the 200
     assert stored.text == "what do you think?\n\n[photo]"
-    await world.describe.wait_called(1)  # the vision call runs after the 200 ...
+    await arrived(vision)  # the vision call runs after the 200 ...
     assert await world.store.job_for_message(stored.id) is None  # ... and nobody was told
-    assert world.llm.requests == []
-    world.describe.gate.set()
+    assert world.other_model_calls() == []
+    vision.gate.set()
     assert await world.sent(1) == ["Nice bike!"]
-    assert world.describe.llm_requests_at_return == [0]  # described before any model call
+    # Described before any other model call.
+    assert [tool(r) for r in world.llm.requests] == ["report_image", "report_intent", None]
     first = (await _message_of(world.store))[0]
     assert first.text == "what do you think?\n\n[photo: A red bicycle by a wall.]"
     assert [a.kind for a in first.artifacts] == ["image_json"]
-    assert "A red bicycle by a wall." in str(world.llm.requests[0].body["messages"])
+    assert "A red bicycle by a wall." in str(world.other_model_calls()[0].body["messages"])
     assert len(world.tg.of("getFile")) == 1
 
 
@@ -159,17 +126,18 @@ async def test_a_redelivered_photo_does_no_second_download_or_vision_call(world:
     (same update_id) is found in storage first: 200 at once, no getFile, no vision
     call, whether the first delivery is still being enriched or long answered. (The
     old door downloaded and described every delivery before its duplicate check.)"""
-    world.llm.script(MODEL, intent(False), Text("A bicycle."))
+    vision = gated(VISION)
+    world.llm.script(MODEL, vision, intent(False), Text("A bicycle."))
     update = world.tg.photo(world.tg.user(), "look", image=b"\xff\xd8\xff jpeg")
     assert (await world.post(update)).status_code == 200
-    await world.describe.wait_called(1)
+    await arrived(vision)
     again = await world.post(dict(update))  # while the first is being described
     assert again.status_code == 200
-    world.describe.gate.set()
+    vision.gate.set()
     assert await world.sent(1) == ["A bicycle."]
     late = await world.post(dict(update))  # after it was answered
     assert late.status_code == 200
-    assert world.describe.calls == 1
+    assert world.vision_calls() == 1
     assert len(world.tg.of("getFile")) == 1
     # An ask after the route's tells is handled after them: the counts are final.
     await world.system.lookup("/connectors/telegram").ask(Identify())
@@ -182,8 +150,7 @@ async def test_a_photo_delivered_twice_is_downloaded_and_described_once(world: W
     """Issue 10, item 8, with a vision call that answers at once: the second delivery
     of an answered photo update is 200 with no getFile and no vision call. (The old
     door downloaded and described it again before it found the duplicate.)"""
-    world.describe.hold = 0
-    world.llm.script(MODEL, intent(False), Text("Once."))
+    world.llm.script(MODEL, VISION, intent(False), Text("Once."))
     update = world.tg.photo(world.tg.user(), "twice", image=b"\xff\xd8\xff jpeg")
     assert (await world.post(update)).status_code == 200
     assert await world.sent(1) == ["Once."]
@@ -202,7 +169,7 @@ async def test_a_photo_delivered_twice_is_downloaded_and_described_once(world: W
     with trio.fail_after(10):
         while door.handover.waiting:
             await trio.testing.wait_all_tasks_blocked(cushion=0.01)
-    assert (world.describe.calls, len(world.tg.of("getFile"))) == (1, 1)
+    assert (world.vision_calls(), len(world.tg.of("getFile"))) == (1, 1)
     assert [p["text"] for p in world.tg.sent] == ["Once."]
     # Review of issue 10: a redelivery of a message released long ago went back into
     # the door's enrichment queue (held messages have no job, released ones do).
@@ -215,15 +182,16 @@ async def test_a_door_killed_between_200_and_enrichment_enriches_at_restart_once
     """Issue 10, item 8: the Telegram door dies after the 200, mid vision call. The
     message is held in storage, so the restarted door enriches it again (its
     resume at connect), releases it and hands it over: answered exactly once."""
-    world.llm.script(MODEL, intent(False), Text("Seen it."))
+    vision = gated(VISION)  # never released: the crash interrupts it
+    world.llm.script(MODEL, vision, VISION, intent(False), Text("Seen it."))
     update = world.tg.photo(world.tg.user(), "and this?", image=b"\xff\xd8\xff jpeg")
     assert (await world.post(update)).status_code == 200
-    await world.describe.wait_called(1)  # the first attempt hangs in the vision call
+    await arrived(vision)  # the first attempt hangs in the vision call
     getme = len(world.tg.of("getMe"))
     world.system.kill("/connectors/telegram", "test: a crash mid-enrichment")
     await world.tg.wait_calls("getMe", getme + 1, within=HANG_S)  # restarted
     assert await world.sent(1) == ["Seen it."]
-    assert world.describe.calls == 2  # the interrupted call, then the restart's
+    assert world.vision_calls() == 2  # the interrupted call, then the restart's
     assert world.system.inspect("/connectors/telegram").restarts == 1
     [photo, reply] = await _message_of(world.store)
     assert photo.text == "and this?\n\n[photo: A red bicycle by a wall.]"
@@ -238,19 +206,20 @@ async def test_a_question_after_a_photo_waits_for_its_description(world: World) 
     answered 200) at once, but handed over only after the photo before it in the
     chat was enriched, so its answer reads the description; the photo itself is
     then context, not a second job (the newest message wins, as before)."""
-    world.llm.script(MODEL, intent(False), Text("It is a bicycle."))
+    vision = gated(VISION)
+    world.llm.script(MODEL, vision, intent(False), Text("It is a bicycle."))
     ada = world.tg.user()
     assert (await world.post(world.tg.photo(ada, image=b"\xff\xd8\xff jpeg"))).status_code == 200
-    await world.describe.wait_called(1)
+    await arrived(vision)
     assert (await world.post(world.tg.message(ada, "what is this?"))).status_code == 200
     photo, question = await _message_of(world.store)
     assert question.text == "what is this?"
-    assert world.llm.requests == []  # the question waits behind the photo
-    world.describe.gate.set()
+    assert world.other_model_calls() == []  # the question waits behind the photo
+    vision.gate.set()
     assert await world.sent(1) == ["It is a bicycle."]
     photo_job = await world.store.job_for_message(photo.id)
     assert photo_job is not None and photo_job.status == "canceled"
-    assert "A red bicycle by a wall." in str(world.llm.requests[0].body["messages"])
+    assert "A red bicycle by a wall." in str(world.other_model_calls()[0].body["messages"])
     assert world.llm.pending() == {}
 
 

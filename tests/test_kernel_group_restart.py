@@ -138,6 +138,55 @@ async def test_group_restart_over_a_sibling_in_backoff(system: ActorSystem, stra
     assert system.inspect("/s").state == "running" and system.failure is None
 
 
+def pending_timers(system: ActorSystem, sup: Supervisor) -> dict[str, int]:
+    """How many delayed restarts each child of ``sup`` still lists (its cold record)."""
+    return {n: len(c.cold.delayed) if c.cold else 0 for n, c in sup._kids().items()}
+
+
+async def test_a_delayed_restart_is_unlisted_once_it_fired_or_was_superseded(
+    system: ActorSystem,
+) -> None:
+    """Issue 11 (review, kernel finding 1): each child lists the delayed restarts
+    pending for it, so a restart decision looks only at its group's timers. b fails
+    under one_for_all and both children list the timer until it fires; b fails again
+    and, half-way through that backoff, a new child d fails and its group restart
+    supersedes it: the cancelled timer is unlisted at once and the new one once it
+    fired. When the supervisor itself goes while a timer is pending, the timer's end
+    unlists it too."""
+    Tracked.reset()
+    backoff = Backoff(min_s=1.0, max_s=1.0, jitter=0.0, reset_after_s=100.0)
+    sup = Supervisor(tracked("a", "b"), strategy="one_for_all", max_restarts=10, backoff=backoff)
+    await start(system, sup)
+    with pytest.raises(ActorFailed):
+        await system.lookup("/s/b").ask("boom")
+    await system.quiescent()
+    assert pending_timers(system, sup) == {"a": 1, "b": 1}
+    await trio.sleep(2.0)
+    await system.quiescent()
+    assert pending_timers(system, sup) == {"a": 0, "b": 0}
+    with pytest.raises(ActorFailed):
+        await system.lookup("/s/b").ask("boom")
+    await trio.sleep(0.5)
+    await sup.start_child(*tracked("d"))
+    system.kill("/s/d", "supersede b's backoff")
+    await system.quiescent()
+    assert pending_timers(system, sup) == {"a": 1, "b": 1, "d": 1}  # the new timer only
+    await trio.sleep(2.0)
+    await system.quiescent()
+    assert pending_timers(system, sup) == {"a": 0, "b": 0, "d": 0}
+    assert [system.inspect(f"/s/{n}").state for n in "abd"] == ["running"] * 3
+    with pytest.raises(ActorFailed):
+        await system.lookup("/s/b").ask("boom")
+    await system.quiescent()
+    cells = list(sup._kids().values())
+    assert [len(c.cold.delayed) for c in cells if c.cold] == [1, 1, 1]
+    root = system.root_cell
+    assert root is not None and isinstance(root.actor, Supervisor)
+    await root.actor.stop_child("s")
+    await system.quiescent()
+    assert [len(c.cold.delayed) for c in cells if c.cold] == [0, 0, 0]
+
+
 # ---------------------------------------------------------------------- property
 
 HANG_GUARD_S = 10_000.0  # virtual seconds

@@ -251,7 +251,7 @@ class Brain:
         """
         request = ModelRequest(
             system=SUMMARIZE_SYSTEM,
-            turns=(Turn("user", transcript(turns) or "(no messages)"),),
+            turns=(Turn("user", transcript(turns)),),
             max_tokens=self._max_tokens,
         )
         _, completion = await self._call("background", ctx, request, task="summarize")
@@ -274,7 +274,7 @@ class Brain:
         """
         request = ModelRequest(
             system=MEMORIES_SYSTEM,
-            turns=(Turn("user", transcript(turns) or "(no messages)"),),
+            turns=(Turn("user", transcript(turns)),),
             max_tokens=self._max_tokens,
             tools=(REPORT_MEMORIES,),
             tool_choice=REPORT_MEMORIES.name,

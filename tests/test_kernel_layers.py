@@ -63,15 +63,3 @@ def test_public_names() -> None:
     for package in (supervision, supervision.debug):
         for name in package.__all__:
             assert getattr(package, name) is not None, name
-
-
-def test_supervisors_are_what_their_children_call_back() -> None:
-    """A cell calls its parent's actor through typed protocols (issue 11: they
-    replaced ``type: ignore``); Supervisor and Directory must keep satisfying them."""
-    from supervision import Actor, Directory, Supervisor
-    from supervision._supervising import Passivating, Supervising
-
-    directory = Directory(lambda key: Actor())
-    assert isinstance(Supervisor(), Supervising) and not isinstance(Supervisor(), Passivating)
-    assert isinstance(directory, Supervising) and isinstance(directory, Passivating)
-    assert not isinstance(Actor(), Supervising)

@@ -92,7 +92,7 @@ class Directory(Supervisor):
         mailbox_capacity: int | None = None,
         max_restarts: int = 10,
         within_s: float = 10.0,
-        backoff: Backoff | None = DEFAULT_BACKOFF,
+        backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
         super().__init__((), max_restarts=max_restarts, within_s=within_s, backoff=backoff)
         validate_timeout("idle_timeout_s", idle_timeout_s)

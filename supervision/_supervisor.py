@@ -14,7 +14,7 @@ import structlog
 import trio
 
 from ._actor import Actor
-from ._backoff import Backoff
+from ._backoff import NO_BACKOFF, Backoff
 from ._cell import Cell
 from ._default import DEFAULT
 from ._errors import SupervisorGaveUp
@@ -38,7 +38,8 @@ class Supervisor(Actor):
     does that for the failed child and those started after it. More than
     ``max_restarts`` restarts within ``within_s`` seconds and the supervisor
     stops its children and fails with :class:`SupervisorGaveUp`, escalating to
-    its own supervisor. ``backoff`` delays each restart (default: none).
+    its own supervisor. ``backoff`` delays each restart (default
+    :data:`NO_BACKOFF`: at once).
     """
 
     def __init__(
@@ -48,7 +49,7 @@ class Supervisor(Actor):
         strategy: Strategy = "one_for_one",
         max_restarts: int = 3,
         within_s: float = 5.0,
-        backoff: Backoff | None = None,
+        backoff: Backoff = NO_BACKOFF,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
@@ -64,7 +65,7 @@ class Supervisor(Actor):
         self.strategy = strategy
         self.max_restarts = max_restarts
         self.within_s = float(within_s)
-        self.backoff = backoff if backoff is not None else Backoff(min_s=0.0, max_s=0.0, jitter=0.0)
+        self.backoff = backoff
         self._restarts: tuple[float, ...] = ()
 
     # ------------------------------------------------------------------ lifecycle

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from supervision import (
+    NO_BACKOFF,
     Actor,
     ActorFailed,
     ActorSystem,
@@ -221,7 +222,7 @@ class Flaky(Tracked):
 
 BACKOFFS = st.sampled_from(
     [
-        None,
+        NO_BACKOFF,
         Backoff(min_s=0.2, max_s=1.0, jitter=0.0, reset_after_s=5.0),
         Backoff(min_s=0.05, max_s=2.0, jitter=0.5, reset_after_s=0.5),
     ]
@@ -248,7 +249,7 @@ EVENTS = st.lists(
 )
 def test_random_failures_never_leave_two_instances_or_a_leaked_task(
     strategy: str,
-    backoff: Backoff | None,
+    backoff: Backoff,
     n_children: int,
     max_restarts: int,
     events: list[tuple[int, str, float]],

@@ -188,6 +188,35 @@ async def test_a_delayed_restart_is_unlisted_once_it_fired_or_was_superseded(
     assert [len(c.cold.delayed) for c in cells if c.cold] == [0, 0, 0]
 
 
+class Plain(Actor):
+    """No hooks, no tasks: a child that never needs a cold record of its own."""
+
+    async def receive(self, msg: Any) -> Any:
+        return msg
+
+
+async def test_an_instance_shut_down_for_a_restart_is_marked_down_without_a_cold_record(
+    system: ActorSystem,
+) -> None:
+    """Issue 11 (review, kernel finding 7): shutdown_instance's fast path (nothing
+    running, no on_stop) marked the instance down only if the cell already had its
+    cold record; _restart then read the missing mark as "still live" and skipped the
+    child. The supervisor happened to allocate the record first (_supersede); a
+    shutdown for a restart now records it whatever the caller did before, while a
+    final stop still allocates nothing."""
+    sup = Supervisor([ChildSpec("p", Plain), ChildSpec("q", Plain)])
+    await start(system, sup)
+    p, q = sup._kids()["p"], sup._kids()["q"]
+    assert p.cold is None and q.cold is None
+    first = p.actor
+    await p.shutdown_instance(0.0, final=False)
+    assert p.cold is not None and p.cold.instance_down
+    await sup._restart(((p, p.cold.restart_gen),), None)
+    assert p.actor is not first and system.inspect("/s/p").state == "running"
+    await q.stop(0.0)  # a final shutdown_instance, then the stop is finished
+    assert q.cold is None
+
+
 # ---------------------------------------------------------------------- property
 
 HANG_GUARD_S = 10_000.0  # virtual seconds

@@ -213,7 +213,7 @@ class Ops:
 
     async def _audit(self, req: Mapping[str, Any], peer: Peer, **what: Any) -> None:
         record = {
-            "at": self.system.clock().timestamp(),
+            "at": self.wall(trio.current_time()),
             "op": req["op"],
             "path": None,
             "type": None,

@@ -133,6 +133,21 @@ def test_render_tree_flags_failed_actors() -> None:
     ]
 
 
+def test_render_tree_names_a_node_without_a_name_by_its_path() -> None:
+    """Issue 11 (review, kernel finding 12): an ``ActorInfo.to_dict()`` tree has paths,
+    not the ``name`` the debug socket adds; render_tree labels it with the last part
+    of the path (``/`` for the root), so callers need not derive names themselves."""
+    leaf = {"path": "/users/telegram:1", "class": "U", "state": "running", "children": []}
+    users = {"path": "/users", "class": "D", "state": "running", "children": [leaf]}
+    root = {"path": "/", "class": "S", "state": "running", "children": [users]}
+    assert [line.split()[:2] for line in render_tree(root)] == [
+        ["/", "S"],
+        ["└──", "users"],
+        ["└──", "telegram:1"],
+    ]
+    assert render_tree({"class": "S", "state": "running"})[0].startswith("?  S")
+
+
 # --------------------------------------------------------------------------- the real CLI
 
 

@@ -30,6 +30,7 @@ from supervision import (
     UnknownPath,
     open_system,
 )
+from supervision.testing import start_child
 
 
 class Tracked(Actor):
@@ -80,9 +81,7 @@ def tracked(*names: str) -> list[ChildSpec]:
 
 
 async def start(system: ActorSystem, sup: Supervisor) -> None:
-    root = system.root_cell
-    assert root is not None and isinstance(root.actor, Supervisor)
-    await root.actor.start_child(ChildSpec("s", lambda: sup))
+    await start_child(system, ChildSpec("s", lambda: sup))
 
 
 def current_ids(system: ActorSystem, names: str) -> dict[str, int]:

@@ -17,7 +17,7 @@ from supervision import (
     SupervisorGaveUp,
     UnknownPath,
 )
-from supervision.testing import spawn_probe
+from supervision.testing import spawn_probe, start_child
 from tests.kit import Boom, Exit, Journal, Worker
 
 
@@ -29,9 +29,7 @@ def workers(journal: Journal, *names: str, restart: str = "permanent") -> list[C
 
 
 async def start(system: ActorSystem, name: str, sup: Supervisor) -> None:
-    root = system.root_cell
-    assert root is not None and isinstance(root.actor, Supervisor)
-    await root.actor.start_child(ChildSpec(name, lambda: sup))
+    await start_child(system, ChildSpec(name, lambda: sup))
 
 
 async def fail(system: ActorSystem, path: str) -> None:

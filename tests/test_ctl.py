@@ -18,7 +18,6 @@ import trio
 
 from supervision import (
     NO_BACKOFF,
-    Actor,
     ActorSystem,
     Backoff,
     ChildSpec,
@@ -27,11 +26,7 @@ from supervision import (
 )
 from supervision.debug import DebugServer, ctl, render_tree
 from tests.debugkit import GREENROOM, Live, env, start
-
-
-class Echo(Actor):
-    async def receive(self, msg: Any) -> Any:
-        return msg
+from tests.kit import Echo
 
 
 def known_tree(socket_path: Path) -> Supervisor:

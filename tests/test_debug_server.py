@@ -32,6 +32,7 @@ from supervision.debug import AuditHook, DebugServer, Peer
 from supervision.debug._metrics import LoopLag
 from supervision.debug._ops import Ops
 from tests.debugkit import Client
+from tests.kit import Echo
 
 
 class Stuck(Actor):
@@ -113,11 +114,6 @@ async def test_ask_failure_is_actor_failed(world: tuple[World, ActorSystem]) -> 
     ok = await client.result("ask", path="/stuck", type="kernel.Ping", body={})
     assert ok["reply"] == {"type": "kernel.Pong", "body": {"note": "unstuck"}}
     await client.aclose()
-
-
-class Echo(Actor):
-    async def receive(self, msg: Any) -> Any:
-        return msg
 
 
 async def test_the_audit_time_has_the_base_of_every_other_debug_time(

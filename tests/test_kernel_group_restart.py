@@ -31,6 +31,7 @@ from supervision import (
     open_system,
 )
 from supervision.testing import start_child
+from tests.kit import Echo
 
 
 class Tracked(Actor):
@@ -187,13 +188,6 @@ async def test_a_delayed_restart_is_unlisted_once_it_fired_or_was_superseded(
     assert [len(c.cold.delayed) for c in cells if c.cold] == [0, 0, 0]
 
 
-class Plain(Actor):
-    """No hooks, no tasks: a child that never needs a cold record of its own."""
-
-    async def receive(self, msg: Any) -> Any:
-        return msg
-
-
 async def test_an_instance_shut_down_for_a_restart_is_marked_down_without_a_cold_record(
     system: ActorSystem,
 ) -> None:
@@ -203,7 +197,7 @@ async def test_an_instance_shut_down_for_a_restart_is_marked_down_without_a_cold
     child. The supervisor happened to allocate the record first (_supersede); a
     shutdown for a restart now records it whatever the caller did before, while a
     final stop still allocates nothing."""
-    sup = Supervisor([ChildSpec("p", Plain), ChildSpec("q", Plain)])
+    sup = Supervisor([ChildSpec("p", Echo), ChildSpec("q", Echo)])
     await start(system, sup)
     p, q = sup._kids()["p"], sup._kids()["q"]
     assert p.cold is None and q.cold is None

@@ -14,7 +14,7 @@ from __future__ import annotations
 from ._actor import Actor, AnyActor, BlockingActor, Dispatcher
 from ._backoff import NO_BACKOFF, Backoff
 from ._deadletters import DeadLetter, DeadLetterReason, DeadLetters
-from ._default import DEFAULT
+from ._default import DEFAULT, Default
 from ._directory import Directory, EntityRef
 from ._errors import (
     ActorFailed,
@@ -55,6 +55,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetterReason",
     "DeadLetters",
+    "Default",
     "Directory",
     "Dispatcher",
     "EntityRef",

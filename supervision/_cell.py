@@ -316,8 +316,10 @@ class Cell:
             limit = 0.0 if cold is None or cold.host is None else limit
             if limit == 0.0:  # nothing to wait for and no on_stop: skip the cancel scope
                 cancel_tasks(self)
-                if cold is not None:
-                    cold.instance_down = True
+                # A restart reads a missing mark as "still live", so one that may
+                # follow (not final) needs the record; a final stop allocates none.
+                if cold is not None or not final:
+                    self.ensure_cold().instance_down = True
                 return
         try:
             with trio.move_on_after(limit) as cs:

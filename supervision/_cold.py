@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from ._cell import Cell
     from ._introspect import ErrorInfo
+    from ._supervisor import DelayedRestart
     from ._tasks import TaskHandle
 
 #: Restart times kept per actor for introspection.
@@ -34,6 +35,7 @@ class Cold:
         "backoff_n",
         "children",
         "control",
+        "delayed",
         "exit_requested",
         "host",
         "instance_down",
@@ -73,6 +75,11 @@ class Cold:
         # at every restart: a delayed restart scheduled at an older generation is
         # stale and is dropped (see Supervisor._restart).
         self.restart_gen = 0
+        # The supervisor's delayed restarts pending for this child, so a restart
+        # decision finds its group's timers without walking all of them (none or
+        # one in practice; a tuple, so a decision taking in only part of an older
+        # timer's children would still find both).
+        self.delayed: tuple[DelayedRestart, ...] = ()
         # This child's own restart times, for a supervisor that keeps a restart
         # intensity per child (Directory); ascending, see _intensity.add_restart.
         self.window: tuple[float, ...] = ()

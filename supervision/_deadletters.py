@@ -10,7 +10,10 @@ from typing import Any, Literal
 import structlog
 
 #: Why a message was not delivered. ``restart_limit``: it was queued for a
-#: Directory child that exceeded its own restart intensity and was removed.
+#: Directory child that exceeded its own restart intensity and was removed,
+#: which only happens without backoff or with a very short one (a backoff
+#: spaces the restarts; under the Directory's default a failing key is never
+#: removed, its messages wait in its mailbox).
 DeadLetterReason = Literal[
     "stopped", "unknown_path", "caused_failure", "mailbox_full", "interrupted", "restart_limit"
 ]

@@ -10,12 +10,22 @@ is passivated. Refs from ``get_or_spawn`` are valid while the child is live;
 
 Restarts are per key. A failed child waits out its own exponential backoff
 (``backoff``, by default 0.1 s doubling to 30 s with jitter, reset after 30 s
-of stable running) while messages told to it queue in its bounded mailbox, and
-``max_restarts``/``within_s`` count that key's own restarts: a key that
-exceeds them is stopped and removed (its queued messages are dead-lettered
-with reason ``restart_limit``; the next message activates a fresh child). No
+of stable running) while messages told to it queue in its bounded mailbox. No
 key's failures fail the Directory: one user's restart loop (a database that is
-down, a poison state) cannot end every other user's actor.
+down, a poison state) cannot end every other user's actor. Under the default
+backoff a failing key is never removed: it keeps retrying (in the end every
+30 to 36 s) for as long as it fails.
+
+``max_restarts``/``within_s`` (10 within 10 s) count each key's own restarts;
+a key that exceeds them is stopped and removed (its queued messages are
+dead-lettered with reason ``restart_limit``; the next message activates a
+fresh child). That only guards a Directory without backoff or with a very
+short one: the backoff spaces a key's restarts (from 0.1 s doubling, the
+eighth comes 12.7 s after the first), so with :data:`DEFAULT_BACKOFF`, or any
+backoff whose first ``max_restarts`` delays add up to ``within_s`` or more and
+whose ``reset_after_s`` is at least ``within_s``, the limit is never reached.
+It fires with ``NO_BACKOFF``, a ``min_s`` of a few milliseconds, or a
+``reset_after_s`` shorter than the time a key runs before failing again.
 
 The LRU order is the insertion order of the children dict: a touch moves the
 key to the end. One sweeper task (an owned task, present only while there are
@@ -64,7 +74,10 @@ class Directory(Supervisor):
     One user's failures restart that user's actor only (``one_for_one``), after
     that child's own ``backoff`` (default :data:`DEFAULT_BACKOFF`; ``NO_BACKOFF``
     restarts at once). ``max_restarts``/``within_s`` are each key's own restart
-    intensity: past it the key is removed, never the Directory failed.
+    intensity: past it the key is removed, never the Directory failed. The
+    backoff spaces restarts, so the intensity is only reached without backoff or
+    with a very short one; under the default backoff a failing key is never
+    removed, it keeps retrying (see the module docstring).
     ``idle_timeout_s=None`` disables passivation; ``max_live=None`` disables the cap.
     """
 
@@ -79,7 +92,7 @@ class Directory(Supervisor):
         mailbox_capacity: int | None = None,
         max_restarts: int = 10,
         within_s: float = 10.0,
-        backoff: Backoff | None = DEFAULT_BACKOFF,
+        backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
         super().__init__((), max_restarts=max_restarts, within_s=within_s, backoff=backoff)
         validate_timeout("idle_timeout_s", idle_timeout_s)
@@ -187,7 +200,8 @@ class Directory(Supervisor):
 
     # ------------------------------------------------------------------ per-key intensity
     def _intensity_exceeded(self, cell: Cell, now: float) -> bool:
-        """Count a restart of ``cell``'s key in that key's own window."""
+        """Count a restart of ``cell``'s key in that key's own window (reachable
+        only when the backoff lets restarts come that fast; see the module docstring)."""
         cold = cell.ensure_cold()
         cold.window = add_restart(cold.window, now, self.within_s, self.max_restarts)
         return exceeded(cold.window, self.max_restarts)

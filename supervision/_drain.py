@@ -13,7 +13,7 @@ message it had in hand and applies a failure.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 import trio
@@ -22,7 +22,7 @@ from ._ask import _Ask
 from ._failure import NOTHING, fail, record_failure
 from ._passivation import passivate
 from ._state import RUNNING, STARTING
-from ._supervising import supervising
+from ._supervising import Supervising
 from ._threaded import call_on_thread
 
 if TYPE_CHECKING:
@@ -174,7 +174,8 @@ async def _attend(cell: Cell, cold: Cold) -> bool:
         raise kill
     while cold.sysq:
         msg = cold.sysq.popleft()
-        await supervising(cell)._system_receive(msg)
+        # Only a Supervisor has kernel messages queued (see _supervising).
+        await cast(Supervising, cell.actor)._system_receive(msg)
         if cell.state is not RUNNING:
             cold.attention = bool(cold.sysq) or cold.exit_requested
             return False

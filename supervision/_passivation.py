@@ -4,15 +4,17 @@ The Directory asks (:func:`request_passivate`, never for a busy child); the
 child's drain task then runs ``on_passivate`` (:func:`passivate`) and, if
 nothing arrived meanwhile, the child is stopped as ``passivated`` and its
 parent told (``_child_passivated``). A message that arrived first cancels the
-passivation (``_passivation_cancelled``): the instance stays live.
+passivation (``_passivation_cancelled``): the instance stays live. Only a
+Directory asks a child to passivate, so the parent is one (``cast``, see
+``_supervising``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ._state import RUNNING
-from ._supervising import passivating
+from ._supervising import Passivating
 from ._threaded import stop_host
 
 if TYPE_CHECKING:
@@ -45,7 +47,7 @@ async def passivate(cell: Cell, cold: Cold) -> bool:
     # busy again: passivation is cancelled, the instance stays live
     parent = cell.parent
     if parent is not None:
-        passivating(parent)._passivation_cancelled(cell)
+        cast(Passivating, parent.actor)._passivation_cancelled(cell)
     return False
 
 
@@ -57,4 +59,4 @@ def _passivated(cell: Cell) -> None:
     cell.finish_stop("passivated")
     parent = cell.parent
     if parent is not None:
-        passivating(parent)._child_passivated(cell)
+        cast(Passivating, parent.actor)._child_passivated(cell)

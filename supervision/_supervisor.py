@@ -14,7 +14,7 @@ import structlog
 import trio
 
 from ._actor import Actor
-from ._backoff import Backoff
+from ._backoff import NO_BACKOFF, Backoff
 from ._cell import Cell
 from ._default import DEFAULT
 from ._errors import SupervisorGaveUp
@@ -38,7 +38,8 @@ class Supervisor(Actor):
     does that for the failed child and those started after it. More than
     ``max_restarts`` restarts within ``within_s`` seconds and the supervisor
     stops its children and fails with :class:`SupervisorGaveUp`, escalating to
-    its own supervisor. ``backoff`` delays each restart (default: none).
+    its own supervisor. ``backoff`` delays each restart (default
+    :data:`NO_BACKOFF`: at once).
     """
 
     def __init__(
@@ -48,7 +49,7 @@ class Supervisor(Actor):
         strategy: Strategy = "one_for_one",
         max_restarts: int = 3,
         within_s: float = 5.0,
-        backoff: Backoff | None = None,
+        backoff: Backoff = NO_BACKOFF,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
@@ -64,10 +65,8 @@ class Supervisor(Actor):
         self.strategy = strategy
         self.max_restarts = max_restarts
         self.within_s = float(within_s)
-        self.backoff = backoff if backoff is not None else Backoff(min_s=0.0, max_s=0.0, jitter=0.0)
+        self.backoff = backoff
         self._restarts: tuple[float, ...] = ()
-        # Delayed restarts not yet due: the timer task and the children it restarts.
-        self._delayed: dict[TaskHandle, tuple[Cell, ...]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     async def on_start(self) -> None:
@@ -170,10 +169,14 @@ class Supervisor(Actor):
         if delay <= 0:
             await self._restart(due, error)
             return
+        pending = DelayedRestart(tuple(restart))
         for c in restart:
             c.enter_backoff()
-        handle = self.spawn_task(self._restart_later, delay, due, error, name="backoff")
-        self._delayed[handle] = tuple(restart)
+            cold = c.ensure_cold()
+            cold.delayed = (*cold.delayed, pending)
+        pending.handle = self.spawn_task(
+            self._restart_later, delay, due, error, pending, name="backoff"
+        )
 
     # ------------------------------------------------------------------ intensity
     def _intensity_exceeded(self, cell: Cell, now: float) -> bool:
@@ -200,13 +203,14 @@ class Supervisor(Actor):
 
     # ------------------------------------------------------------------ restarts
     def _group(self, cell: Cell) -> list[Cell]:
-        kids = list(self._kids().values())
+        # one_for_one never lists the children: a Directory has thousands.
         match self.strategy:
             case "one_for_one":
                 return [cell]
             case "one_for_all":
-                return kids
+                return list(self._kids().values())
             case "rest_for_one":
+                kids = list(self._kids().values())
                 return kids[kids.index(cell) :]
         raise AssertionError(self.strategy)  # pragma: no cover
 
@@ -214,16 +218,18 @@ class Supervisor(Actor):
         """A new restart decision about ``group``: every delayed restart pending for
         one of them is stale. Its generation is bumped (a RestartDue already queued
         is dropped for it) and a timer that only served these children is cancelled.
-        Not a checkpoint, so no timer fires between the decision and this."""
+        Not a checkpoint, so no timer fires between the decision and this.
+
+        Only the group's own timers are looked at (each child indexes those pending
+        for it, ``Cold.delayed``): walking every pending timer made each decision
+        O(keys in backoff), so an outage of thousands of Directory keys was quadratic."""
         members = set(group)
         for c in group:
-            c.ensure_cold().restart_gen += 1
-        for handle, cells in list(self._delayed.items()):
-            if handle.done:
-                del self._delayed[handle]
-            elif members.issuperset(cells):
-                handle.cancel()
-                del self._delayed[handle]
+            cold = c.ensure_cold()
+            cold.restart_gen += 1
+            for pending in cold.delayed:  # a tuple: cancel() replaces it, not edits it
+                if members.issuperset(pending.cells):
+                    pending.cancel()
 
     def _delay(self, cell: Cell, now: float) -> float:
         cold = cell.ensure_cold()
@@ -232,10 +238,17 @@ class Supervisor(Actor):
         return self.backoff.delay(n, cell.system.rng)
 
     async def _restart_later(
-        self, delay: float, due: tuple[tuple[Cell, int], ...], error: BaseException | None
+        self,
+        delay: float,
+        due: tuple[tuple[Cell, int], ...],
+        error: BaseException | None,
+        pending: DelayedRestart,
     ) -> None:
-        await trio.sleep(delay)
-        self._cell.push_system(RestartDue(due, error))
+        try:
+            await trio.sleep(delay)
+            self._cell.push_system(RestartDue(due, error))
+        finally:
+            pending.forget()  # due, cancelled, or the supervisor went: no longer pending
 
     async def _restart(
         self, due: tuple[tuple[Cell, int], ...], error: BaseException | None
@@ -256,3 +269,31 @@ class Supervisor(Actor):
 
 #: Child states a restart may replace: the instance is down, waiting for it.
 _WAITING = frozenset({BACKOFF, FAILED})
+
+
+class DelayedRestart:
+    """A delayed restart not yet due: the children it restarts and its timer task.
+
+    Each of those children lists it in its cold record (``Cold.delayed``) until
+    the timer ends (fired, cancelled, or the supervisor's instance went), so a
+    restart decision finds the timers of its own group without a global walk.
+    """
+
+    __slots__ = ("cells", "handle")
+
+    def __init__(self, cells: tuple[Cell, ...]) -> None:
+        self.cells = cells
+        self.handle: TaskHandle | None = None  # set right after the task is spawned
+
+    def cancel(self) -> None:
+        """Cancel the timer and stop listing it. Not a checkpoint."""
+        assert self.handle is not None
+        self.handle.cancel()
+        self.forget()
+
+    def forget(self) -> None:
+        """Stop listing this timer on its children (idempotent)."""
+        for c in self.cells:
+            cold = c.ensure_cold()
+            if self in cold.delayed:
+                cold.delayed = tuple(d for d in cold.delayed if d is not self)

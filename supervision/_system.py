@@ -15,7 +15,7 @@ from protocols import Clock, system_clock
 
 from ._cell import Cell
 from ._deadletters import DeadLetters
-from ._errors import UnknownPath
+from ._errors import Killed, UnknownPath
 from ._introspect import ActorInfo, TreeEvent, actor_info
 from ._spec import ChildSpec, validate_capacity, validate_timeout
 from ._state import STARTING, STOPPED
@@ -144,6 +144,20 @@ class ActorSystem:
     def snapshot(self, path: str = "/") -> ActorInfo:
         """The subtree at ``path`` as immutable data, read without any mailbox."""
         return actor_info(self._live(path), recursive=True)
+
+    def fail(self, path: str, exc: Exception) -> None:
+        """Fail the live actor at ``path`` as if its ``receive`` had raised ``exc``;
+        its supervisor handles it like any failure, and the root failing ends the
+        system (``wait`` raises ``exc``). A message being handled is interrupted at
+        its next checkpoint and dead-lettered with reason ``interrupted``; an actor
+        already down (failed, in backoff, stopping) is left as it is. ``kill`` is
+        this with :class:`Killed`.
+
+        Not a checkpoint: the failure is applied, or scheduled for the actor's
+        drain task, before this returns. Raises ``UnknownPath`` if there is no
+        live actor at ``path``.
+        """
+        self._live(path).fail_from_outside(exc)
 
     def kill(self, path: str, reason: str = "killed by operator") -> None:
         """See :func:`kill`."""
@@ -277,9 +291,8 @@ async def open_system(
 
 
 def kill(system: ActorSystem, path: str, reason: str) -> None:
-    """Fail the actor at ``path`` as if it had raised ``Killed(reason)``; its
-    supervisor handles it like any failure. Raises ``UnknownPath``."""
-    from ._errors import Killed
-
+    """Fail the actor at ``path`` as if it had raised ``Killed(reason)``
+    (``ActorSystem.fail``); its supervisor handles it like any failure. Raises
+    ``UnknownPath``."""
     cell = system._live(path)
-    cell.fail_from_outside(Killed(cell.path, reason))
+    system.fail(cell.path, Killed(cell.path, reason))

@@ -25,6 +25,7 @@ import trio
 import trio.testing
 
 from ._actor import Actor
+from ._ref import ActorRef
 from ._spec import ChildSpec
 from ._supervisor import Supervisor
 from ._system import ActorSystem, open_system
@@ -36,6 +37,7 @@ __all__ = [
     "inject",
     "real_system",
     "spawn_probe",
+    "start_child",
     "system",
 ]
 
@@ -87,6 +89,16 @@ class Probe(Actor):
             raise AssertionError(f"probe {self.path}: unexpected {self.received[0]!r}")
 
 
+async def start_child(system: ActorSystem, spec: ChildSpec) -> ActorRef:
+    """Start ``spec`` as a child of the root supervisor and return its ref once its
+    ``on_start`` has finished (see ``Supervisor.start_child``: ValueError for a name
+    already taken). The root must be a ``Supervisor``, as the ``system`` fixtures'
+    is; AssertionError otherwise."""
+    root = system.root_cell
+    assert root is not None and isinstance(root.actor, Supervisor), "root must be a Supervisor"
+    return await root.actor.start_child(spec)
+
+
 async def spawn_probe(
     system: ActorSystem, name: str = "probe", answer: Callable[[Any], Any] | None = None
 ) -> Probe:
@@ -97,9 +109,7 @@ async def spawn_probe(
         made.append(Probe(answer))
         return made[-1]
 
-    root = system.root_cell
-    assert root is not None and isinstance(root.actor, Supervisor), "root must be a Supervisor"
-    await root.actor.start_child(ChildSpec(name, factory))
+    await start_child(system, ChildSpec(name, factory))
     return made[-1]
 
 

@@ -33,6 +33,13 @@ class Journal:
         return [name for k, name in self.events if k == kind]
 
 
+class Echo(Actor):
+    """Answers with the message. No hooks, no tasks: a cell that needs no cold record."""
+
+    async def receive(self, msg: Any) -> Any:
+        return msg
+
+
 class Worker(Actor):
     """Records starts, stops, restarts and messages in a journal; fails on ``Boom``."""
 

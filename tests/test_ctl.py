@@ -18,7 +18,6 @@ import trio
 
 from supervision import (
     NO_BACKOFF,
-    Actor,
     ActorSystem,
     Backoff,
     ChildSpec,
@@ -27,11 +26,7 @@ from supervision import (
 )
 from supervision.debug import DebugServer, ctl, render_tree
 from tests.debugkit import GREENROOM, Live, env, start
-
-
-class Echo(Actor):
-    async def receive(self, msg: Any) -> Any:
-        return msg
+from tests.kit import Echo
 
 
 def known_tree(socket_path: Path) -> Supervisor:
@@ -131,6 +126,21 @@ def test_render_tree_flags_failed_actors() -> None:
         "├── x  A  FAILED   mailbox 0/0  restarts 0  !! E: boom",
         "└── y  B  running  mailbox 0/0  restarts 2  last error: E: old",
     ]
+
+
+def test_render_tree_names_a_node_without_a_name_by_its_path() -> None:
+    """Issue 11 (review, kernel finding 12): an ``ActorInfo.to_dict()`` tree has paths,
+    not the ``name`` the debug socket adds; render_tree labels it with the last part
+    of the path (``/`` for the root), so callers need not derive names themselves."""
+    leaf = {"path": "/users/telegram:1", "class": "U", "state": "running", "children": []}
+    users = {"path": "/users", "class": "D", "state": "running", "children": [leaf]}
+    root = {"path": "/", "class": "S", "state": "running", "children": [users]}
+    assert [line.split()[:2] for line in render_tree(root)] == [
+        ["/", "S"],
+        ["└──", "users"],
+        ["└──", "telegram:1"],
+    ]
+    assert render_tree({"class": "S", "state": "running"})[0].startswith("?  S")
 
 
 # --------------------------------------------------------------------------- the real CLI

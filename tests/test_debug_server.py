@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,11 @@ from supervision import (
     Supervisor,
     open_system,
 )
-from supervision.debug import AuditHook, DebugServer
+from supervision.debug import AuditHook, DebugServer, Peer
 from supervision.debug._metrics import LoopLag
+from supervision.debug._ops import Ops
 from tests.debugkit import Client
+from tests.kit import Echo
 
 
 class Stuck(Actor):
@@ -111,6 +114,30 @@ async def test_ask_failure_is_actor_failed(world: tuple[World, ActorSystem]) -> 
     ok = await client.result("ask", path="/stuck", type="kernel.Ping", body={})
     assert ok["reply"] == {"type": "kernel.Pong", "body": {"note": "unstuck"}}
     await client.aclose()
+
+
+async def test_the_audit_time_has_the_base_of_every_other_debug_time(
+    autojump_clock: object,
+) -> None:
+    """Issue 11 (review, kernel finding 9): the audit record's ``at`` read the system's
+    wall clock anew, while every other time the debug socket gives (events, restart
+    times, errors, dead letters) is ``wall(trio time)``: the wall clock read once at
+    start plus kernel time since. The two drift apart (a wall clock that steps, a
+    virtual clock); here the wall clock stands still while 100 s of kernel time
+    pass, and the audit time is the kernel's, like the others."""
+    start = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    seen: list[tuple[float, float]] = []
+
+    async def audit(record: dict[str, Any]) -> None:
+        seen.append((record["at"], trio.current_time()))
+
+    root = partial(Supervisor, [ChildSpec("echo", Echo)])
+    async with open_system(root, clock=lambda: start) as system:
+        ops = Ops(system, audit=audit)
+        await trio.sleep(100.0)
+        await ops.handle({"op": "kill", "id": 1, "path": "/echo", "reason": "r"}, Peer("unix"))
+    [(at, now)] = seen
+    assert at == ops.wall(now) == pytest.approx(start.timestamp() + 100.0)
 
 
 async def test_audit_hook_gets_who_and_what(world: tuple[World, ActorSystem]) -> None:

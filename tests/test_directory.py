@@ -18,9 +18,9 @@ from supervision import (
     ChildSpec,
     Directory,
     EntityRef,
-    Supervisor,
     UnknownPath,
 )
+from supervision.testing import start_child
 from tests.kit import count_tasks
 
 
@@ -72,9 +72,7 @@ class Counter(Actor):
 async def start_directory(system: ActorSystem, world: World, **kw: Any) -> Directory:
     """Start a Directory of Counters at ``/users`` and return its instance."""
     directory = Directory(lambda key: Counter(key, world), **kw)
-    root = system.root_cell
-    assert root is not None and isinstance(root.actor, Supervisor)
-    await root.actor.start_child(ChildSpec("users", lambda: directory))
+    await start_child(system, ChildSpec("users", lambda: directory))
     return directory
 
 

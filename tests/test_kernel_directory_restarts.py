@@ -27,9 +27,9 @@ from supervision import (
     Directory,
     EntityRef,
     MailboxFull,
-    Supervisor,
 )
 from supervision.debug import render_tree
+from supervision.testing import start_child
 
 
 @dataclass
@@ -60,16 +60,8 @@ class Entity(Actor):
 
 async def start_users(system: ActorSystem, outage: Outage, **kw: Any) -> Directory:
     directory = Directory(lambda key: Entity(key, outage), idle_timeout_s=None, **kw)
-    root = system.root_cell
-    assert root is not None and isinstance(root.actor, Supervisor)
-    await root.actor.start_child(ChildSpec("users", lambda: directory))
+    await start_child(system, ChildSpec("users", lambda: directory))
     return directory
-
-
-def named(node: dict[str, Any]) -> dict[str, Any]:
-    """An ``ActorInfo.to_dict()`` tree with the ``name`` the debug socket adds."""
-    kids = [named(kid) for kid in node["children"]]
-    return {**node, "name": node["path"].rsplit("/", 1)[-1] or "/", "children": kids}
 
 
 async def test_one_key_failing_in_on_start_backs_off_while_others_work(
@@ -101,7 +93,7 @@ async def test_one_key_failing_in_on_start_backs_off_while_others_work(
     assert system.inspect("/users").restarts == 0
     info = system.inspect("/users/bad")
     assert (info.state, info.mailbox_depth) == ("backoff", 3)
-    [row] = [line for line in render_tree(named(system.snapshot().to_dict())) if "bad" in line]
+    [row] = [line for line in render_tree(system.snapshot().to_dict()) if "bad" in line]
     assert "BACKOFF" in row and "mailbox 3/" in row
     attempts = outage.attempts["bad"]
     gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]

@@ -25,6 +25,7 @@ from supervision import (
     Supervisor,
     open_system,
 )
+from supervision.testing import start_child
 
 HANG_GUARD_S = 100.0  # virtual seconds: an unanswered ask fails the test here
 
@@ -65,9 +66,7 @@ class Nested(Actor):
 
 
 async def add(system: ActorSystem) -> Any:
-    root = system.root_cell
-    assert root is not None and isinstance(root.actor, Supervisor)
-    return await root.actor.start_child(ChildSpec("n", Nested))
+    return await start_child(system, ChildSpec("n", Nested))
 
 
 async def kill_while_asking(system: ActorSystem, msg: str) -> BaseException:

@@ -19,6 +19,7 @@ from supervision import (
     MailboxFull,
     Supervisor,
 )
+from supervision.testing import start_child
 from tests.kit import Boom, Journal, Worker
 
 
@@ -36,12 +37,6 @@ class Gate(Actor):
         return msg
 
 
-async def add(system: ActorSystem, spec: ChildSpec) -> Any:
-    root = system.root_cell
-    assert root is not None and isinstance(root.actor, Supervisor)
-    return await root.actor.start_child(spec)
-
-
 def reasons(system: ActorSystem) -> list[str]:
     return [d.reason for d in system.dead_letters.recent()]
 
@@ -49,7 +44,7 @@ def reasons(system: ActorSystem) -> list[str]:
 async def test_messages_from_one_sender_arrive_in_order(system: ActorSystem) -> None:
     """Tells from one sender are handled in the order sent, exactly once."""
     j = Journal()
-    ref = await add(system, ChildSpec("w", lambda: Worker("w", j)))
+    ref = await start_child(system, ChildSpec("w", lambda: Worker("w", j)))
     for i in range(500):
         await ref.tell(i)
     await system.quiescent()
@@ -63,7 +58,7 @@ async def test_tell_waits_for_space_and_tell_nowait_raises_mailbox_full(
     """A full mailbox makes tell wait (backpressure) and tell_nowait raise MailboxFull,
     dead-lettering the message with reason mailbox_full."""
     gate, handled = trio.Event(), []
-    ref = await add(system, ChildSpec("g", lambda: Gate(gate, handled), mailbox_capacity=2))
+    ref = await start_child(system, ChildSpec("g", lambda: Gate(gate, handled), mailbox_capacity=2))
     await ref.tell("wait")
     await trio.testing.wait_all_tasks_blocked()  # "wait" is being handled
     await ref.tell(1)
@@ -92,7 +87,7 @@ async def test_ask_returns_the_reply_and_failed_ask_raises_actor_failed(
 ) -> None:
     """ask returns receive's value; a raising handler gives ActorFailed with the cause."""
     j = Journal()
-    ref = await add(system, ChildSpec("w", lambda: Worker("w", j)))
+    ref = await start_child(system, ChildSpec("w", lambda: Worker("w", j)))
     assert await ref.ask("x") == "x"
     with pytest.raises(ActorFailed) as info:
         await ref.ask(Boom("bad input"))
@@ -104,7 +99,7 @@ async def test_ask_timeout_on_the_virtual_clock(system: ActorSystem) -> None:
     """An unanswered ask raises AskTimeout at its deadline; the queued message is
     withdrawn and never handled (nothing left behind)."""
     gate, handled = trio.Event(), []
-    ref = await add(system, ChildSpec("g", lambda: Gate(gate, handled)))
+    ref = await start_child(system, ChildSpec("g", lambda: Gate(gate, handled)))
     await ref.tell("wait")
     t0 = trio.current_time()
     with pytest.raises(AskTimeout, match=r"within 2\.0s"):
@@ -119,7 +114,7 @@ async def test_ask_timeout_on_the_virtual_clock(system: ActorSystem) -> None:
 async def test_ask_cancelled_by_its_caller_leaves_nothing_behind(system: ActorSystem) -> None:
     """A caller cancelling its ask withdraws a still-queued message; the actor goes on."""
     gate, handled = trio.Event(), []
-    ref = await add(system, ChildSpec("g", lambda: Gate(gate, handled)))
+    ref = await start_child(system, ChildSpec("g", lambda: Gate(gate, handled)))
     await ref.tell("wait")
     with trio.move_on_after(1.0) as cs:
         await ref.ask("withdrawn", timeout=None)
@@ -134,7 +129,7 @@ async def test_ask_cancelled_while_handled_discards_the_result(system: ActorSyst
     """An ask cancelled while its message is being handled: the handler completes, the
     result is dropped, and the actor is healthy."""
     gate, handled = trio.Event(), []
-    ref = await add(system, ChildSpec("g", lambda: Gate(gate, handled)))
+    ref = await start_child(system, ChildSpec("g", lambda: Gate(gate, handled)))
     with trio.move_on_after(1.0):
         await ref.ask("wait", timeout=None)
     gate.set()
@@ -147,7 +142,7 @@ async def test_dead_letters_for_stopped_and_unknown_path(system: ActorSystem) ->
     """Messages to a stopped actor and to an unknown path are dead-lettered with a
     reason; an ask to a stopped actor raises ActorStopped."""
     j = Journal()
-    ref = await add(system, ChildSpec("w", lambda: Worker("w", j)))
+    ref = await start_child(system, ChildSpec("w", lambda: Worker("w", j)))
     root = system.root_cell
     assert root is not None and isinstance(root.actor, Supervisor)
     await root.actor.stop_child("w")
@@ -167,7 +162,9 @@ async def test_dead_letters_for_stopped_and_unknown_path(system: ActorSystem) ->
 async def test_queued_messages_are_dead_lettered_when_the_actor_stops(system: ActorSystem) -> None:
     """Messages still queued at stop go to the dead letters; queued asks get ActorStopped."""
     gate, handled = trio.Event(), []
-    ref = await add(system, ChildSpec("g", lambda: Gate(gate, handled), shutdown_timeout_s=1.0))
+    ref = await start_child(
+        system, ChildSpec("g", lambda: Gate(gate, handled), shutdown_timeout_s=1.0)
+    )
     await ref.tell("wait")
     await ref.tell("queued")
     root = system.root_cell
@@ -192,7 +189,7 @@ async def test_mailbox_survives_a_restart_but_not_the_poison_message(system: Act
     """Messages queued behind the failing one are handled by the restarted instance;
     the failing message is not redelivered."""
     j = Journal()
-    ref = await add(system, ChildSpec("w", lambda: Worker("w", j)))
+    ref = await start_child(system, ChildSpec("w", lambda: Worker("w", j)))
     for m in ("a", Boom(), "b", "c"):
         await ref.tell(m)
     await system.quiescent()
@@ -237,7 +234,7 @@ async def test_owned_task_failure_fails_the_actor_and_restart_cancels_tasks(
 ) -> None:
     """An exception in an owned task fails the actor; its other tasks are cancelled."""
     log: list[str] = []
-    ref = await add(system, ChildSpec("s", lambda: Spawner(log)))
+    ref = await start_child(system, ChildSpec("s", lambda: Spawner(log)))
     assert await ref.ask("sleep") == 1
     await ref.tell("fail")
     await system.quiescent()
@@ -254,7 +251,7 @@ async def test_kill_fails_the_actor_mid_message(system: ActorSystem) -> None:
     """kill interrupts the message in hand (dead letter 'interrupted'), fails the actor
     with Killed, and the supervisor restarts it."""
     gate, handled = trio.Event(), []
-    ref = await add(system, ChildSpec("g", lambda: Gate(gate, handled)))
+    ref = await start_child(system, ChildSpec("g", lambda: Gate(gate, handled)))
     await ref.tell("wait")
     await trio.testing.wait_all_tasks_blocked()
     system.kill("/g", "operator test")
@@ -276,7 +273,7 @@ async def test_actor_log_lines_carry_the_actor_path(system: ActorSystem) -> None
         async def receive(self, msg: Any) -> Any:
             self.log.info("said", what=msg)
 
-    ref = await add(system, ChildSpec("talker", Talker))
+    ref = await start_child(system, ChildSpec("talker", Talker))
     with structlog.testing.capture_logs() as logs:
         await ref.ask("hi")
     said = [e for e in logs if e["event"] == "said"]
@@ -286,7 +283,7 @@ async def test_actor_log_lines_carry_the_actor_path(system: ActorSystem) -> None
 async def test_snapshot_reports_state_depth_and_errors(system: ActorSystem) -> None:
     """snapshot() reads every actor from outside: a stuck actor is still inspectable."""
     gate, handled = trio.Event(), []
-    ref = await add(system, ChildSpec("g", lambda: Gate(gate, handled), mailbox_capacity=7))
+    ref = await start_child(system, ChildSpec("g", lambda: Gate(gate, handled), mailbox_capacity=7))
     await ref.tell("wait")
     await ref.tell("x")
     await trio.testing.wait_all_tasks_blocked()
@@ -305,7 +302,7 @@ async def test_every_sender_waiting_for_space_gets_through(system: ActorSystem) 
     wake-up on while room is left: senders that have nothing more to send never
     fill the mailbox again for the others)."""
     gate, handled = trio.Event(), []
-    ref = await add(system, ChildSpec("g", lambda: Gate(gate, handled), mailbox_capacity=2))
+    ref = await start_child(system, ChildSpec("g", lambda: Gate(gate, handled), mailbox_capacity=2))
     await ref.tell("wait")
     await trio.testing.wait_all_tasks_blocked()
     done: list[str] = []

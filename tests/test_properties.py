@@ -28,6 +28,7 @@ from supervision import (
     UnknownPath,
     open_system,
 )
+from supervision.testing import start_child
 from tests.kit import count_tasks
 
 HANG_GUARD_S = 10_000.0  # virtual seconds
@@ -138,9 +139,7 @@ def test_every_message_is_handled_once_in_order_despite_failures(
         ]
         sup = Supervisor(specs, strategy=strategy, max_restarts=1000)  # type: ignore[arg-type]
         async with open_system(Supervisor, seed=1) as system:
-            root = system.root_cell
-            assert root is not None and isinstance(root.actor, Supervisor)
-            await root.actor.start_child(ChildSpec("s", lambda: sup))
+            await start_child(system, ChildSpec("s", lambda: sup))
             for ops_a, ops_b, kills in phases:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(send, system, "A", ops_a)
@@ -262,9 +261,7 @@ def test_no_task_outlives_the_system(tree: Node, failures: list[tuple[int, str, 
     async def main() -> None:
         before = count_tasks()
         async with open_system(Supervisor, seed=7, shutdown_timeout_s=1.0) as system:
-            root = system.root_cell
-            assert root is not None and isinstance(root.actor, Supervisor)
-            await root.actor.start_child(ChildSpec("t", lambda: build(tree)))
+            await start_child(system, ChildSpec("t", lambda: build(tree)))
             for index, kind, pause in failures:
                 path = every[index % len(every)]
                 try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 import trio
@@ -17,7 +17,7 @@ from supervision import (
     SupervisorGaveUp,
     UnknownPath,
 )
-from supervision.testing import spawn_probe
+from supervision.testing import spawn_probe, start_child
 from tests.kit import Boom, Exit, Journal, Worker
 
 
@@ -29,9 +29,7 @@ def workers(journal: Journal, *names: str, restart: str = "permanent") -> list[C
 
 
 async def start(system: ActorSystem, name: str, sup: Supervisor) -> None:
-    root = system.root_cell
-    assert root is not None and isinstance(root.actor, Supervisor)
-    await root.actor.start_child(ChildSpec(name, lambda: sup))
+    await start_child(system, ChildSpec(name, lambda: sup))
 
 
 async def fail(system: ActorSystem, path: str) -> None:
@@ -298,3 +296,65 @@ async def test_backoff_keeps_growing_for_a_child_failing_in_its_start(system: Ac
     times = [round(t - t0, 6) for t in NeverRestarts.attempts]
     assert times == [1.0, 3.0, 7.0, 11.0, 15.0, 19.0, 23.0, 27.0]
     assert system.inspect("/s").state == "running"
+
+
+class Remembers(Actor):
+    """Records the error each restart was given, across its instances."""
+
+    errors: ClassVar[list[BaseException]] = []
+
+    async def on_restart(self, error: BaseException) -> None:
+        Remembers.errors.append(error)
+
+    async def receive(self, msg: Any) -> Any:
+        if msg == "hold":
+            await trio.sleep_forever()
+        return msg
+
+
+async def test_system_fail_fails_the_actor_as_if_receive_had_raised(system: ActorSystem) -> None:
+    """Issue 11 (review, kernel finding 11): ``ActorSystem.fail(path, exc)`` is public
+    (the application reached for a cell's fail_from_outside). The actor fails as if
+    its receive had raised ``exc``: its supervisor restarts it with ``exc``, the
+    message it was handling is dead-lettered ``interrupted`` and its ask answered,
+    and it is shown as the last error. Not a checkpoint (nothing is awaited);
+    UnknownPath when no live actor is at the path."""
+    Remembers.errors.clear()
+    await start(system, "s", Supervisor([ChildSpec("r", Remembers)]))
+    error = ConnectionError("the database went away")
+    async with trio.open_nursery() as nursery:
+
+        async def ask_and_hold() -> None:
+            with pytest.raises(ActorFailed) as failed:
+                await system.lookup("/s/r").ask("hold", timeout=None)
+            assert failed.value.cause is error
+
+        nursery.start_soon(ask_and_hold)
+        await system.quiescent()
+        system.fail("/s/r", error)
+    await system.quiescent()
+    assert Remembers.errors == [error]
+    info = system.inspect("/s/r")
+    assert (info.state, info.restarts) == ("running", 1)
+    assert info.last_error is not None and info.last_error.type == "ConnectionError"
+    assert [(d.reason, d.message) for d in system.dead_letters.recent()] == [
+        ("interrupted", "hold")
+    ]
+    with pytest.raises(UnknownPath):
+        system.fail("/s/nobody", error)
+
+
+async def test_system_fail_of_the_root_ends_the_system_with_that_error(
+    autojump_clock: object,
+) -> None:
+    """Issue 11 (review, kernel finding 11): the root included: failing "/" ends the
+    system, and ``wait`` raises the very error (how losing the database's ownership
+    ends the process)."""
+    from supervision import open_system
+
+    error = RuntimeError("ownership lost")
+    async with open_system(lambda: Supervisor([ChildSpec("r", Remembers)])) as system:
+        system.fail("/", error)
+        with pytest.raises(RuntimeError) as raised:
+            await system.wait()
+        assert raised.value is error and system.failure is error

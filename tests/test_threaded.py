@@ -25,7 +25,7 @@ from supervision import (
     Supervisor,
     open_system,
 )
-from supervision.testing import spawn_probe
+from supervision.testing import spawn_probe, start_child
 
 
 @dataclass
@@ -77,9 +77,7 @@ class Blocker(BlockingActor):
 
 
 async def start_blocker(system: ActorSystem, trace: Trace, name: str = "b") -> ActorRef:
-    root = system.root_cell
-    assert root is not None and isinstance(root.actor, Supervisor)
-    return await root.actor.start_child(ChildSpec(name, lambda: Blocker(trace)))
+    return await start_child(system, ChildSpec(name, lambda: Blocker(trace)))
 
 
 async def test_hooks_and_receive_run_on_one_thread_that_is_not_trios(
@@ -168,10 +166,8 @@ async def test_from_trio_lets_the_thread_tell_a_trio_actor(real_system: ActorSys
 async def test_passivation_runs_on_the_thread_and_releases_it(real_system: ActorSystem) -> None:
     """A BlockingActor evicted from a Directory runs on_passivate on its thread, which ends."""
     trace = Trace()
-    root = real_system.root_cell
-    assert root is not None and isinstance(root.actor, Supervisor)
     directory = Directory(lambda key: Blocker(trace), idle_timeout_s=None, max_live=1)
-    await root.actor.start_child(ChildSpec("d", lambda: directory))
+    await start_child(real_system, ChildSpec("d", lambda: directory))
     await directory.get_or_spawn("a").ask("x")
     await real_system.quiescent()
     await directory.get_or_spawn("b").ask("y")  # evicts a

@@ -229,7 +229,7 @@ class Brain:
                 tool_choice="none" if last else "auto",
                 stream=True,
             )
-            _, completion = await self._call("answer", ctx, request, step=step)
+            completion = await self._call("answer", ctx, request, step=step)
             if not completion.tool_calls or last:
                 reply = completion.text.strip()
                 if not reply:
@@ -251,10 +251,10 @@ class Brain:
         """
         request = ModelRequest(
             system=SUMMARIZE_SYSTEM,
-            turns=(Turn("user", transcript(turns) or "(no messages)"),),
+            turns=(Turn("user", transcript(turns)),),
             max_tokens=self._max_tokens,
         )
-        _, completion = await self._call("background", ctx, request, task="summarize")
+        completion = await self._call("background", ctx, request, task="summarize")
         summary = completion.text.strip()
         if not summary:
             raise BrainError("the model returned an empty summary")
@@ -274,7 +274,7 @@ class Brain:
         """
         request = ModelRequest(
             system=MEMORIES_SYSTEM,
-            turns=(Turn("user", transcript(turns) or "(no messages)"),),
+            turns=(Turn("user", transcript(turns)),),
             max_tokens=self._max_tokens,
             tools=(REPORT_MEMORIES,),
             tool_choice=REPORT_MEMORIES.name,
@@ -317,7 +317,7 @@ class Brain:
         tool = request.tool_choice
         problem = ""
         for attempt in (1, 2):
-            _, completion = await self._call(purpose, ctx, request, attempt=attempt, tool=tool)
+            completion = await self._call(purpose, ctx, request, attempt=attempt, tool=tool)
             call = next((c for c in completion.tool_calls if c.name == tool), None)
             if call is None:
                 problem = f"the model did not call {tool}"
@@ -333,7 +333,10 @@ class Brain:
 
     async def _call(
         self, purpose: Purpose, ctx: CallContext, request: ModelRequest, **meta: Any
-    ) -> tuple[ModelSlot, Completion]:
+    ) -> Completion:
+        """The cascade's answer for ``purpose``; every attempt's ledger row is
+        written inside (``record`` gets the slot that made it)."""
+
         async def record(slot: ModelSlot, spent: Spent) -> None:
             usage = TokenUsage(
                 scope=ctx.scope,

@@ -82,10 +82,10 @@ class Cascade:
 
     async def call(
         self, purpose: str, names: Sequence[str], request: ModelRequest, record: Record
-    ) -> tuple[ModelSlot, Completion]:
+    ) -> Completion:
         """Return the first model's answer, trying ``names`` in order; ``record``
-        receives every attempt that reached its provider, answered or not, before
-        this returns or raises.
+        receives every attempt that reached its provider (with its slot), answered
+        or not, before this returns or raises.
 
         Raises NoModelConfigured when none of ``names`` has credentials (nothing
         is called), AllModelsFailed when every model failed or was skipped, or
@@ -130,7 +130,7 @@ class Cascade:
             else:
                 slot.breaker.success()
                 await record(slot, meter.spent(request, "ok"))
-                return slot, completion
+                return completion
         # One line with every model's error, as the issue asks.
         log.error(
             "brain.all_models_failed",

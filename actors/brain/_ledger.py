@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import structlog
@@ -186,20 +186,8 @@ async def write_usage(store: Store, usage: TokenUsage, *, raise_errors: bool) ->
             except Exception as exc:
                 if raise_errors:
                     raise
-                log.error("brain.ledger_write_failed", error=repr(exc), **_fields(usage))
+                log.error("brain.ledger_write_failed", error=repr(exc), **asdict(usage))
         if bound.cancelled_caught:
             log.error(
-                "brain.ledger_write_timeout", timeout_s=LEDGER_WRITE_TIMEOUT_S, **_fields(usage)
+                "brain.ledger_write_timeout", timeout_s=LEDGER_WRITE_TIMEOUT_S, **asdict(usage)
             )
-
-
-def _fields(usage: TokenUsage) -> dict[str, Any]:
-    return {
-        "scope": usage.scope,
-        "provider": usage.provider,
-        "model": usage.model,
-        "tokens_in": usage.tokens_in,
-        "tokens_out": usage.tokens_out,
-        "cost": usage.cost,
-        "meta": usage.meta,
-    }

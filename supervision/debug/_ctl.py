@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from ._client import DebugClient
 from ._errors import CtlError
+from ._plain import node_name
 
 __all__ = ["COMMANDS", "ctl", "render_tree"]
 
@@ -178,11 +179,12 @@ def _pairs(items: Iterable[tuple[str, Any]]) -> list[str]:
 def render_tree(root: dict[str, Any]) -> list[str]:
     """The ``tree`` result as ``pstree``-style lines: name, class, state,
     mailbox depth/capacity, restarts, owned tasks; failed actors flagged
-    ``!!`` with their last error."""
+    ``!!`` with their last error. A node without ``name`` (an
+    ``ActorInfo.to_dict()`` tree) is labelled with the last part of its ``path``."""
     labelled: list[tuple[str, dict[str, Any]]] = []
 
     def walk(node: dict[str, Any], lead: str, branch: str) -> None:
-        labelled.append((lead + branch + str(node.get("name", "?")), node))
+        labelled.append((lead + branch + _label(node), node))
         kids = node.get("children") or []
         below = lead + ("" if not branch else "    " if branch.startswith("└") else "│   ")
         for i, kid in enumerate(kids):
@@ -210,6 +212,13 @@ def render_tree(root: dict[str, Any]) -> list[str]:
             ]
         )
     return _table([""] * 6, rows)[1:]  # no header row: pstree has none
+
+
+def _label(node: dict[str, Any]) -> str:
+    name, path = node.get("name"), node.get("path")
+    if name is None and isinstance(path, str):
+        return node_name(path)
+    return str(name if name is not None else "?")
 
 
 def _render_inspect(info: dict[str, Any]) -> list[str]:

@@ -38,7 +38,7 @@ from supervision import (
 from ._errors import DebugError
 from ._listen import Peer
 from ._metrics import LoopLag, Throughput, rss_bytes
-from ._plain import plain, short_repr, type_name
+from ._plain import node_name, plain, short_repr, type_name
 
 __all__ = ["OPS", "AuditHook", "Ops"]
 
@@ -213,7 +213,7 @@ class Ops:
 
     async def _audit(self, req: Mapping[str, Any], peer: Peer, **what: Any) -> None:
         record = {
-            "at": self.system.clock().timestamp(),
+            "at": self.wall(trio.current_time()),
             "op": req["op"],
             "path": None,
             "type": None,
@@ -240,7 +240,7 @@ class Ops:
     def _node(self, info: ActorInfo) -> dict[str, Any]:
         return {
             "path": info.path,
-            "name": info.path.rsplit("/", 1)[-1] or "/",
+            "name": node_name(info.path),
             "class": info.cls,
             "state": info.state,
             "dispatcher": info.dispatcher,

@@ -10,9 +10,14 @@ import pydantic
 
 from protocols import REGISTRY, Message, Registry, UnknownType
 
-__all__ = ["plain", "short_repr", "type_name"]
+__all__ = ["node_name", "plain", "short_repr", "type_name"]
 
 _REPR_LIMIT = 200
+
+
+def node_name(path: str) -> str:
+    """The name the tree shows for the actor at ``path``: its last part, ``/`` for the root."""
+    return path.rsplit("/", 1)[-1] or "/"
 
 
 def short_repr(value: Any) -> str:

@@ -26,7 +26,7 @@ from config import Settings
 from protocols import Deliver
 from protocols.nostr import parse_secret_key, public_key_of
 from storage import Store
-from supervision import Backoff, ChildSpec, Supervisor, correlated
+from supervision import NO_BACKOFF, Backoff, ChildSpec, Supervisor, correlated
 
 from ._hub import Hub
 from ._intake import PLATFORM
@@ -50,7 +50,7 @@ class NostrConnector(Supervisor):
         store: Store,
         *,
         connect: Connect | None = None,
-        backoff: Backoff | None = None,
+        backoff: Backoff = NO_BACKOFF,
     ) -> None:
         if settings.nostr_private_key is None:
             raise ValueError("the Nostr door needs NOSTR_PRIVATE_KEY")

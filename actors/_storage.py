@@ -84,18 +84,16 @@ class StorageActor(Actor):
             self.log.debug("ownership_checked", outcome="held")
 
     def _end_the_process(self, exc: DatabaseInUse) -> None:
-        # Why the root: see the module docstring. fail_from_outside fails it as
-        # if it had raised ``exc``; the root has no supervisor, so the system
-        # records the failure and ``greenroom run`` stops the tree in order.
+        # Why the root: see the module docstring. ``system.fail`` fails it as if
+        # it had raised ``exc``; the root has no supervisor, so the system records
+        # the failure and ``greenroom run`` stops the tree in order.
         self.log.critical(
             "ownership_lost",
             database=exc.target,
             holder=exc.reason,
             action="stopping this process",
         )
-        root = self.system.root_cell
-        assert root is not None  # this actor runs inside a tree
-        root.fail_from_outside(exc)
+        self.system.fail("/", exc)
 
     async def receive(self, msg: Any) -> Any:
         match msg:

@@ -16,6 +16,7 @@ next scripted status and, for ``approved``, records and delivers a reply.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from supervision import (
     Supervisor,
     open_system,
 )
+from tests.kit import until
 
 Status = Literal["approved", "superseded", "rejected", "not_found"]
 
@@ -138,8 +140,7 @@ class Door:
     async def waiters(self, n: int) -> None:
         """Wait until ``n`` long-polls/streams are parked in the door's feed."""
         feed = self.connector.door.feed  # type: ignore[union-attr]
-        while feed.waiting < n:
-            await trio.testing.wait_all_tasks_blocked(cushion=0.001)
+        await until(lambda: feed.waiting >= n, within=math.inf, cushion=0.001)
 
 
 def settings(tmp_path: Path, **http: Any) -> Settings:

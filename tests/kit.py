@@ -1,11 +1,14 @@
-"""Small actors and helpers shared by the kernel tests."""
+"""Small actors and helpers shared by the tests."""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
+import trio.testing
 
 from supervision import Actor
 
@@ -82,3 +85,19 @@ def count_tasks() -> int:
         for nursery in task.child_nurseries:
             stack.extend(nursery.child_tasks)
     return n
+
+
+async def until(
+    condition: Callable[[], bool | Awaitable[bool]], *, within: float = 10.0, cushion: float = 0.005
+) -> None:
+    """Until ``condition()`` (plain or async) holds, checked each time every task is
+    blocked: the scheduler is the sync point, not a clock. ``within`` seconds is a
+    hang guard (on a MockClock, virtual seconds)."""
+    with trio.fail_after(within):
+        while True:
+            held = condition()
+            if inspect.isawaitable(held):
+                held = await held
+            if held:
+                return
+            await trio.testing.wait_all_tasks_blocked(cushion=cushion)

@@ -30,9 +30,7 @@ from tests.brainkit import (
     spend,
     sqlite_store,
 )
-from tests.fake_llm import FakeLLM, HttpError, Text, ToolUse, fake_llm
-
-__all__ = ["fake_llm"]  # the fixture, re-exported so pytest finds it
+from tests.fake_llm import FakeLLM, HttpError, Text, ToolUse
 
 
 @pytest.fixture

@@ -22,9 +22,7 @@ from actors.brain._providers import MAX_RETRY_AFTER_S, parse_retry_after
 from protocols import Ping
 from storage import Store
 from tests.brainkit import INTENT, PUBLIC, open_brain, settings_for, spend, sqlite_store
-from tests.fake_llm import FakeLLM, Hang, HttpError, Text, ToolUse, fake_llm
-
-__all__ = ["fake_llm"]
+from tests.fake_llm import FakeLLM, Hang, HttpError, Text, ToolUse
 
 
 @pytest.fixture

@@ -32,9 +32,7 @@ from actors.brain._prompts import CLASSIFY_SYSTEM, REPORT_INTENT, render_context
 from actors.brain._providers import ModelRequest
 from storage import Store, TokenUsage
 from tests.brainkit import INTENT, PUBLIC, ledger, models, open_brain, settings_for
-from tests.fake_llm import FakeLLM, Hang, HttpError, Stall, Text, ToolUse, fake_llm
-
-__all__ = ["fake_llm"]
+from tests.fake_llm import FakeLLM, Hang, HttpError, Stall, Text, ToolUse
 
 MODEL_ID = {"a": "claude-a", "o": "gpt-o"}
 PRICE_IN = {"a": 1.0, "o": 0.5}  # USD per million input tokens (tests/brainkit.models)

@@ -17,8 +17,6 @@ from typing import Any
 import pytest
 import structlog
 import structlog.testing
-import trio
-import trio.testing
 
 from actors import UserActor, UserConfig, ack_text
 from actors._users import APOLOGY, GAVE_UP, STALE_OK
@@ -30,6 +28,7 @@ from supervision.testing import Probe
 from tests.brainkit import intent as _intent
 from tests.brainkit import settings_for
 from tests.fake_llm import FakeLLM, Hang, HttpError, Script, Text, ToolUse
+from tests.kit import until
 
 MODEL = "claude-a"  # the fake's id of brainkit's model "a"
 
@@ -304,9 +303,7 @@ async def turn(chat: Chat, text: str, answer: str, *after: Script) -> Received:
 async def settled(chat: Chat, user: str = "42") -> None:
     """Until the user actor's owned work (a reply's compaction, memory extraction) ended:
     waits on the scheduler, not on a clock."""
-    with trio.fail_after(10):
-        while chat.system.inspect(f"/users/telegram:{user}").tasks:
-            await trio.testing.wait_all_tasks_blocked(cushion=0.005)
+    await until(lambda: not chat.system.inspect(f"/users/telegram:{user}").tasks)
 
 
 async def test_a_long_thread_is_summarised_and_a_failed_summary_keeps_the_context(

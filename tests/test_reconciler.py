@@ -9,20 +9,19 @@ decides when they happen; one test lets the interval drive them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog.testing
-import trio
-import trio.testing
 
 from protocols import Inbound, Reconcile, Reconciled
 from tests.appkit import open_app
 from tests.brainkit import intent, settings_for
 from tests.fake_llm import FakeLLM, Text
 from tests.fake_telegram import FakeTelegram, Landed, TgError
+from tests.kit import until
 from tests.telegramkit import connector, telegram_settings
 from tests.test_telegram_e2e import App
 
@@ -43,14 +42,6 @@ def settings(tmp_path: Path, llm: FakeLLM, tg: FakeTelegram, **reconciler: Any) 
 async def app(tmp_path: Path, fake_llm: FakeLLM, tg: FakeTelegram) -> AsyncIterator[App]:
     async with open_app(settings(tmp_path, fake_llm, tg), tmp_path) as (system, store, http):
         yield App(system, store, fake_llm, tg, http)
-
-
-async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    """Until ``condition()`` holds, checked each time every task is blocked (the
-    scheduler is the sync point, not a clock)."""
-    with trio.fail_after(within):
-        while not condition():
-            await trio.testing.wait_all_tasks_blocked(cushion=0.005)
 
 
 def failed_sends(app: App) -> int:

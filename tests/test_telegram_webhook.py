@@ -29,6 +29,7 @@ from tests.appkit import open_app
 from tests.brainkit import intent, settings_for
 from tests.fake_llm import FakeLLM, Gated, Recorded, Text, ToolUse, gated
 from tests.fake_telegram import FakeTelegram
+from tests.kit import until
 from tests.telegramkit import SECRET, connector, telegram_settings
 
 MODEL = "claude-a"
@@ -166,9 +167,8 @@ async def test_a_photo_delivered_twice_is_downloaded_and_described_once(world: W
     await world.system.lookup("/connectors/telegram").ask(Identify())  # after the route's tell
     door = connector(world.system)
     assert door.handover is not None
-    with trio.fail_after(10):
-        while door.handover.waiting:
-            await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+    handover = door.handover
+    await until(lambda: not handover.waiting)
     assert (world.vision_calls(), len(world.tg.of("getFile"))) == (1, 1)
     assert [p["text"] for p in world.tg.sent] == ["Once."]
     # Review of issue 10: a redelivery of a message released long ago went back into

@@ -24,6 +24,7 @@ import trio.testing
 from protocols import Deliver, Ping
 from supervision import Actor
 from tests.fake_llm import FakeLLM, Hang, Text, ToolUse, gated
+from tests.kit import until
 from tests.test_conversation import MODEL, Chat, intent, open_chat, settled
 
 
@@ -227,20 +228,15 @@ async def test_an_answer_being_handed_over_when_a_newer_message_comes_is_still_a
         await ref.tell(Ping())  # ... and its mailbox is full
         fake_llm.script(MODEL, intent(False), Text("first answer"))
         first = await chat.say("first")
-        with trio.fail_after(10):
-            while not await store.replies_after(first.thread_id):
-                await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+        await until(lambda: store.replies_after(first.thread_id))
         # The first answer is recorded and waits for room at the door.
         fake_llm.script(MODEL, intent(False), Text("second answer"))
         with structlog.testing.capture_logs() as logs:
             second = await chat.say("second")
-            with trio.fail_after(10):  # the supersede is waiting for the work
-                while not any(e["event"] == "work_superseded" for e in logs):
-                    await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+            # The supersede is waiting for the work.
+            await until(lambda: any(e["event"] == "work_superseded" for e in logs))
         gate.set()
-        with trio.fail_after(10):
-            while "second answer" not in delivered(received):
-                await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+        await until(lambda: "second answer" in delivered(received))
         assert delivered(received) == ["first answer", "second answer"]
         assert (await store.get_job(first.job_id)).status == "done"
         assert (await store.get_job(second.job_id)).status == "done"

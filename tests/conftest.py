@@ -19,7 +19,12 @@ import pytest
 from ops import pg
 from storage import Store, open_store
 
-pytest_plugins = ["supervision.testing", "tests.fake_llm", "tests.fake_telegram"]
+pytest_plugins = [
+    "supervision.testing",
+    "tests.fake_llm",
+    "tests.fake_telegram",
+    "tests.pgkit",
+]
 
 
 class Clock:

@@ -7,7 +7,8 @@ real: ``pg_terminate_backend`` of the owner's session (found by its lock in
 lock, against a real Postgres database from ``ops/pg.py`` and a real
 ``greenroom run`` child; and a replaced lock file on SQLite. In-process tests
 of ``/storage`` on the virtual clock are in ``test_storage_actor.py``; the
-helpers here (``Sessions``, ``LogWatch``, ``within``) serve both.
+helpers here (``LogWatch``, ``within``) serve both, and both take the server's
+sessions from ``tests/pgkit.py`` (the ``sessions`` fixture).
 """
 
 from __future__ import annotations
@@ -22,141 +23,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mutabl
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import asyncpg
 import pytest
 import structlog
 import trio
 
 from config import ConfigError, load_settings
-from ops import pg
 from storage import DatabaseInUse, open_store
-from storage._aioloop import LoopThread
 from tests.appkit import open_app
+from tests.pgkit import Sessions
 from tests.test_cli import env, start_run
-
-#: The owner lock as ``pg_locks`` shows it (classid 0, objid this, objsubid 1):
-#: storage/_postgres.py's ``_OWNER_LOCK``, spelled out so a change to it is seen.
-OWNER_LOCK = 0x67726F77
-
-_LOCKS_IN = (
-    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = $1 "
-    "AND objsubid = 1 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = $2)"
-)
-
-# Another process taking the database the moment the owner's session is gone:
-# one statement on the server, so the owner (whose next try needs a new
-# connection, a fork on the server) cannot get in between; if it ever did, this
-# fails loudly instead of letting the test pass for the wrong reason.
-_TAKE_OVER = f"""
-DO $$
-BEGIN
-    PERFORM pg_terminate_backend(pid, 5000) FROM pg_locks
-     WHERE locktype = 'advisory' AND classid = 0 AND objid = {OWNER_LOCK} AND objsubid = 1
-       AND granted AND pid <> pg_backend_pid()
-       AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
-    IF NOT pg_try_advisory_lock({OWNER_LOCK}) THEN
-        RAISE EXCEPTION 'the owner took its lock back before the usurper';
-    END IF;
-END $$
-"""
-
-
-class Sessions:
-    """Sessions of our own beside the backend under test, on an asyncio loop
-    thread: an administrator's (on the server's admin database) and, on demand,
-    "another process" (the usurper) on the test's database. Everything it does
-    is limited to the test's database."""
-
-    def __init__(self, loop: LoopThread, admin: asyncpg.Connection, url: str) -> None:
-        self._loop = loop
-        self._admin = admin
-        self._url = url
-        self.database = urlsplit(url).path.lstrip("/")
-        self._usurper: asyncpg.Connection | None = None
-
-    @classmethod
-    @asynccontextmanager
-    async def open(cls, url: str, admin_url: str) -> AsyncIterator[Sessions]:
-        loop = LoopThread()
-        try:
-            admin = await loop.run(asyncpg.connect, admin_url)
-            sessions = cls(loop, admin, url)
-            try:
-                yield sessions
-            finally:
-                with trio.CancelScope(shield=True):
-                    await sessions.allow_connections()
-                    for conn in (sessions._usurper, admin):
-                        if conn is not None:
-                            await loop.run(conn.close)
-        finally:
-            await loop.aclose()
-
-    async def owner_pid(self) -> int | None:
-        """The backend pid of the session holding the owner lock in the test's
-        database, or None."""
-        rows = await self._loop.run(self._admin.fetch, _LOCKS_IN, OWNER_LOCK, self.database)
-        assert len(rows) <= 1, rows
-        return rows[0]["pid"] if rows else None
-
-    async def terminate(self, pid: int) -> None:
-        """End that server session (waiting until it has gone)."""
-        sql = "SELECT pg_terminate_backend($1, 5000)"
-        assert await self._loop.run(self._admin.fetchval, sql, pid)
-
-    async def usurper(self) -> int:
-        """Connect "another process" to the test's database; return its backend pid."""
-        if self._usurper is None:
-            self._usurper = await self._loop.run(asyncpg.connect, self._url)
-        pid: int = await self._loop.run(self._usurper.fetchval, "SELECT pg_backend_pid()")
-        return pid
-
-    async def take_over(self) -> int:
-        """End the owner's session and take its lock at once, as another process
-        would; return the usurper's backend pid (it holds the lock from now on)."""
-        pid = await self.usurper()
-        assert self._usurper is not None
-        await self._loop.run(self._usurper.execute, _TAKE_OVER)
-        assert await self.owner_pid() == pid
-        return pid
-
-    async def refuse_connections(self, *, keep: tuple[int, ...] = ()) -> None:
-        """An outage of the test's database: the server refuses new connections to
-        it and ends every session on it except ``keep``."""
-        await self._loop.run(
-            self._admin.execute, f'ALTER DATABASE "{self.database}" ALLOW_CONNECTIONS false'
-        )
-        await self._loop.run(
-            self._admin.execute,
-            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
-            "WHERE datname = $1 AND pid <> ALL($2::int[])",
-            self.database,
-            list(keep),
-        )
-
-    async def allow_connections(self) -> None:
-        """The outage is over."""
-        await self._loop.run(
-            self._admin.execute, f'ALTER DATABASE "{self.database}" ALLOW_CONNECTIONS true'
-        )
-
-    async def others(self, *but: int) -> int:
-        """How many sessions are open on the test's database, ``but`` those."""
-        count: int = await self._loop.run(
-            self._admin.fetchval,
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> ALL($2::int[])",
-            self.database,
-            list(but),
-        )
-        return count
-
-
-@pytest.fixture
-async def sessions(pg_url: str, pg_server: pg.Server) -> AsyncIterator[Sessions]:
-    async with Sessions.open(pg_url, pg_server.admin_url) as s:
-        yield s
 
 
 class LogWatch:

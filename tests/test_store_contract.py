@@ -24,6 +24,7 @@ from storage import (
     open_store,
 )
 from tests.conftest import Clock
+from tests.pgkit import Sessions
 
 
 def inbound(
@@ -678,49 +679,27 @@ async def test_get_approval(store: Store) -> None:
 
 
 async def test_a_postgres_owner_whose_session_died_takes_the_database_back(
-    pg_url: str, tmp_path: Path
+    pg_url: str, tmp_path: Path, sessions: Sessions
 ) -> None:
     """Review of issue 3: the ownership lock lives on one server session; if the
     server drops it, a second process could take over unnoticed and both would
     answer the same messages."""
-    import asyncio
-
-    import asyncpg
-
-    def terminate_owner() -> None:
-        async def go() -> None:
-            conn = await asyncpg.connect(pg_url)
-            try:
-                await conn.execute(
-                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_locks "
-                    "WHERE locktype = 'advisory' AND classid = 0 AND objid = $1 AND granted "
-                    # This test's database only: other databases' owners are not ours.
-                    "AND database = "
-                    "(SELECT oid FROM pg_database WHERE datname = current_database())",
-                    0x67726F77,
-                )
-            finally:
-                await conn.close()
-
-        asyncio.run(go())
-
     async with open_store(pg_url, tmp_path, exclusive=True) as owner:
         await owner.check_ownership()  # healthy: nothing to do
-        await trio.to_thread.run_sync(terminate_owner)
+        first = await sessions.owner_pid()
+        assert first is not None
+        await sessions.terminate(first)
         await owner.check_ownership()  # the session died: taken back
+        second = await sessions.owner_pid()
+        assert second is not None and second != first
         with pytest.raises(DatabaseInUse):
             async with open_store(pg_url, tmp_path, exclusive=True):
                 pass
-        await trio.to_thread.run_sync(terminate_owner)
+        await sessions.terminate(second)
         async with open_store(pg_url, tmp_path, exclusive=True) as usurper:
             with pytest.raises(DatabaseInUse):
                 await owner.check_ownership()
             await usurper.check_ownership()
-
-
-async def test_sqlite_ownership_needs_no_watching(tmp_path: Path) -> None:
-    async with open_store(None, tmp_path, exclusive=True) as owner:
-        await owner.check_ownership()
 
 
 async def test_connector_state_is_kept_per_connector_and_key(store: Store) -> None:

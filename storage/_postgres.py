@@ -53,6 +53,9 @@ _MIGRATION_LOCK = 0x67726E72  # "grnr"
 # Session advisory lock held by the process that owns the database (< 2**32,
 # so pg_locks shows it as classid 0, objid this).
 _OWNER_LOCK = 0x67726F77  # "grow"
+# How long a session being let go may take to answer (an unlock, a close):
+# a dead one has nothing to say.
+_QUICK_S = 2.0
 _CONNECTION_ERRORS = (
     OSError,
     asyncio.TimeoutError,
@@ -74,16 +77,15 @@ class PostgresBackend:
         loop: LoopThread,
         pool: asyncpg.Pool,
         *,
-        url: str | None = None,
-        connect_timeout_s: float = 10.0,
-        command_timeout_s: float = 30.0,
+        url: str,
+        connect_timeout_s: float,
+        command_timeout_s: float,
     ) -> None:
         self.target = target
         self._loop = loop
         self._pool = pool
         # Where the owner session connects (the real URL, password included:
-        # never logged; ``target`` is what messages show). None: take_ownership
-        # is refused (a backend made without it cannot own the database).
+        # never logged; ``target`` is what messages show).
         self._url = url
         self._connect_timeout_s = connect_timeout_s
         self._command_timeout_s = command_timeout_s
@@ -245,8 +247,6 @@ class PostgresBackend:
         """One try at the lock on a fresh connection; sets ``_owner`` or raises
         (DatabaseInUse, which is recorded as the loss once this backend owned the
         database, or StoreUnavailable)."""
-        if self._url is None:
-            raise StorageError("postgres: this backend was made without a URL; it cannot own")
         try:
             conn, holder = await self._loop.run(
                 _try_lock, self._url, self._connect_timeout_s, self._command_timeout_s
@@ -360,9 +360,11 @@ async def _try_lock(
 
 
 async def _release_owner(conn: asyncpg.Connection) -> None:
-    # Unlock, then end the session (which would release it anyway).
+    # Unlock, then end the session (which would release it anyway). The unlock
+    # runs inside aclose's shield: under the 30 s command timeout a half-open
+    # session would hold the process's exit that long, for a lock its end frees.
     try:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _OWNER_LOCK)
+        await conn.execute("SELECT pg_advisory_unlock($1)", _OWNER_LOCK, timeout=_QUICK_S)
     finally:
         await _close_quickly(conn)
 
@@ -372,7 +374,7 @@ async def _close_quickly(conn: asyncpg.Connection) -> None:
     server does not answer within 2 s (a dead session has nothing to say). Raises
     nothing but cancellation (after dropping the socket)."""
     try:
-        await asyncio.wait_for(conn.close(), timeout=2.0)
+        await asyncio.wait_for(conn.close(), timeout=_QUICK_S)
     except Exception:
         conn.terminate()
     except BaseException:

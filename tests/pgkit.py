@@ -10,8 +10,10 @@ connections to the test's database (an outage). Registered in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -92,6 +94,21 @@ class Sessions:
         """End that server session (waiting until it has gone)."""
         sql = "SELECT pg_terminate_backend($1, 5000)"
         assert await self._loop.run(self._admin.fetchval, sql, pid)
+
+    @contextmanager
+    def stalled(self, pid: int) -> Iterator[None]:
+        """The server process of session ``pid`` stopped (SIGSTOP) until the block
+        ends (SIGCONT): a session that neither answers nor ends, like a hung
+        backend's. Needs the server on this machine and the right to signal its
+        processes (the tests run as root); skips the test otherwise."""
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except (ProcessLookupError, PermissionError) as exc:
+            pytest.skip(f"cannot stop the server's process {pid}: {exc}")
+        try:
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)
 
     async def usurper(self) -> int:
         """Connect "another process" to the test's database; return its backend pid."""

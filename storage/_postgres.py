@@ -14,9 +14,18 @@ process can then take it. :meth:`PostgresBackend.check_ownership` finds out;
 its states::
 
     not exclusive --take_ownership--> held
-    held --session gone--> unconfirmed (server unreachable: retried at each check)
-    unconfirmed --lock free--> held
+    held --session gone--> unconfirmed (server unreachable, or our own earlier
+                           session not ended yet: retried at each check)
+    unconfirmed --lock free, or held by our own earlier session, ended--> held
     held / unconfirmed --another session holds it--> lost (final)
+
+"Our own earlier session" is the one this backend took the lock on, known by
+its backend pid (and start time: a pid is reused once its process ends). It
+still holds the lock when it stopped answering without ending: a half-open
+connection, a stopped or hung backend. This process's probe gave up on it, so
+the next take finds the lock held by it; that is not another process, and is
+never recorded as the loss: it is terminated (``pg_terminate_backend``) and
+the lock tried once more.
 
 ``lost`` is kept: every later ``check_ownership`` and ``take_ownership``
 raises the same :class:`DatabaseInUse` without asking the server, even if the
@@ -29,6 +38,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Concatenate, ParamSpec, TypeVar
 
 import asyncpg
@@ -56,6 +67,8 @@ _OWNER_LOCK = 0x67726F77  # "grow"
 # How long a session being let go may take to answer (an unlock, a close):
 # a dead one has nothing to say.
 _QUICK_S = 2.0
+# How long to wait for our own earlier session to end once terminated (ms).
+_TERMINATE_WAIT_MS = 2000
 _CONNECTION_ERRORS = (
     OSError,
     asyncio.TimeoutError,
@@ -64,6 +77,23 @@ _CONNECTION_ERRORS = (
     asyncpg.InvalidAuthorizationSpecificationError,
     asyncpg.InvalidCatalogNameError,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class _Session:
+    """A server session: its backend pid and, when known, when it started (a pid is
+    reused once its process has ended; None: its activity row was already gone)."""
+
+    pid: int
+    started: datetime | None
+
+    def is_(self, other: _Session | None) -> bool:
+        """Whether this is the session ``other`` (the same pid, not started later)."""
+        return (
+            other is not None
+            and self.pid == other.pid
+            and (self.started is None or self.started == other.started)
+        )
 
 
 class PostgresBackend:
@@ -90,9 +120,13 @@ class PostgresBackend:
         self._connect_timeout_s = connect_timeout_s
         self._command_timeout_s = command_timeout_s
         # Invariants: _owner is not None only while _exclusive; _lost is final
-        # (set once, never cleared) and, once set, _owner is None.
+        # (set once, never cleared) and, once set, _owner is None. _session is
+        # the session the lock was last taken on: _owner's while it is set, and
+        # kept after it is discarded (what tells our own stalled session from
+        # another process's).
         self._exclusive = False  # take_ownership succeeded once: keep owning
         self._owner: asyncpg.Connection | None = None  # the session holding the lock now
+        self._session: _Session | None = None
         self._lost: DatabaseInUse | None = None
 
     @classmethod
@@ -212,9 +246,10 @@ class PostgresBackend:
           took the database while this one's session was gone). Final: every
           later call raises it again, without I/O.
         - StoreUnavailable when the server cannot be reached (or refuses
-          connections) to take the lock back; the next call tries again. This
-          process does not own the database meanwhile, but nobody else
-          provably does either.
+          connections) to take the lock back, or when this process's own
+          earlier session, which stopped answering, still holds it after it
+          was terminated; the next call tries again. This process does not
+          own the database meanwhile, but nobody else provably does either.
 
         A no-op before :meth:`take_ownership`. A checkpoint; if cancelled, the
         state is as before the call (a session that broke meanwhile is found
@@ -246,10 +281,15 @@ class PostgresBackend:
     async def _take(self) -> None:
         """One try at the lock on a fresh connection; sets ``_owner`` or raises
         (DatabaseInUse, which is recorded as the loss once this backend owned the
-        database, or StoreUnavailable)."""
+        database, or StoreUnavailable). Our own earlier session holding it is
+        ended first (see the module docstring)."""
         try:
-            conn, holder = await self._loop.run(
-                _try_lock, self._url, self._connect_timeout_s, self._command_timeout_s
+            attempt = await self._loop.run(
+                _try_lock,
+                self._url,
+                self._connect_timeout_s,
+                self._command_timeout_s,
+                self._session,
             )
         except (
             *_CONNECTION_ERRORS,
@@ -261,10 +301,19 @@ class PostgresBackend:
             # (a PostgresError at connect): no answer either way, so nothing is
             # decided; the next check tries again.
             raise StoreUnavailable(self.target, _reason(exc)) from exc
-        if conn is not None:
-            self._owner = conn
+        if attempt.ended is not None:
+            _log.warning("ownership_session_terminated", target=self.target, pid=attempt.ended)
+        holder = attempt.session
+        if attempt.conn is not None:
+            self._owner, self._session = attempt.conn, holder
             return
-        who = "unknown" if holder is None else str(holder)
+        if holder is not None and holder.is_(self._session):
+            raise StoreUnavailable(
+                self.target,
+                f"this process's earlier session (postgres backend pid {holder.pid}) stopped "
+                "answering and, terminated, still holds the lock",
+            )
+        who = "unknown" if holder is None else str(holder.pid)
         if self._exclusive:
             self._lost = DatabaseInUse(
                 self.target,
@@ -333,11 +382,21 @@ class PostgresBackend:
             await self._loop.aclose()
 
 
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """What one try at the owner lock found."""
+
+    conn: asyncpg.Connection | None  # now holding the lock, or None
+    session: _Session | None  # conn's session; else the holder's (None: unknown, gone)
+    ended: int | None = None  # the pid of our own earlier session it terminated
+
+
 async def _try_lock(
-    url: str, connect_timeout_s: float, command_timeout_s: float
-) -> tuple[asyncpg.Connection | None, int | None]:
-    """Connect and try the owner lock: (the connection now holding it, None) or
-    (None, the backend pid of the session that holds it, if it still does).
+    url: str, connect_timeout_s: float, command_timeout_s: float, ours: _Session | None
+) -> _Attempt:
+    """Connect and try the owner lock. When our own earlier session ``ours`` holds
+    it (or the holder is gone by the time we look), end that session and try once
+    more.
 
     A connection of its own, not a pooled one: after an outage the pool's idle
     connections are dead until used, and a re-take through the pool would
@@ -345,18 +404,46 @@ async def _try_lock(
     conn = await asyncpg.connect(url, timeout=connect_timeout_s, command_timeout=command_timeout_s)
     try:
         if await conn.fetchval("SELECT pg_try_advisory_lock($1)", _OWNER_LOCK):
-            return conn, None
-        holder: int | None = await conn.fetchval(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 "
-            "AND objid = $1 AND objsubid = 1 AND granted AND database = "
-            "(SELECT oid FROM pg_database WHERE datname = current_database())",
-            _OWNER_LOCK,
-        )
+            return _Attempt(conn, await _own_session(conn))
+        holder = await _holder(conn)
+        ended = None
+        if holder is None or holder.is_(ours):
+            if holder is not None:
+                await conn.fetchval(
+                    "SELECT pg_terminate_backend($1, $2)",
+                    holder.pid,
+                    _TERMINATE_WAIT_MS,
+                    timeout=_TERMINATE_WAIT_MS / 1000 + _QUICK_S,  # the wait, then an answer
+                )
+                ended = holder.pid
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1)", _OWNER_LOCK):
+                return _Attempt(conn, await _own_session(conn), ended)
+            holder = await _holder(conn)
     except BaseException:
         await _close_quickly(conn)
         raise
     await _close_quickly(conn)
-    return None, holder
+    return _Attempt(None, holder, ended)
+
+
+async def _own_session(conn: asyncpg.Connection) -> _Session:
+    started: datetime | None = await conn.fetchval(
+        "SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+    )
+    return _Session(conn.get_server_pid(), started)
+
+
+async def _holder(conn: asyncpg.Connection) -> _Session | None:
+    """The session holding the owner lock in this database, or None (nobody now)."""
+    row = await conn.fetchrow(
+        "SELECT l.pid, a.backend_start FROM pg_locks l "
+        "LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.classid = 0 AND l.objid = $1 AND l.objsubid = 1 "
+        "AND l.granted AND l.database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database())",
+        _OWNER_LOCK,
+    )
+    return None if row is None else _Session(row["pid"], row["backend_start"])
 
 
 async def _release_owner(conn: asyncpg.Connection) -> None:

@@ -14,7 +14,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -23,7 +23,7 @@ import trio
 from ops import pg
 from storage._aioloop import LoopThread
 
-__all__ = ["OWNER_LOCK", "Sessions", "sessions"]
+__all__ = ["OWNER_LOCK", "Proxy", "Sessions", "sessions"]
 
 #: The owner lock as ``pg_locks`` shows it (classid 0, objid this, objsubid 1):
 #: storage/_postgres.py's ``_OWNER_LOCK``, spelled out so a change to it is seen.
@@ -161,3 +161,65 @@ class Sessions:
 async def sessions(pg_url: str, pg_server: pg.Server) -> AsyncIterator[Sessions]:
     async with Sessions.open(pg_url, pg_server.admin_url) as s:
         yield s
+
+
+class _Link:
+    __slots__ = ("frozen",)
+
+    def __init__(self) -> None:
+        self.frozen = False
+
+
+class Proxy:
+    """A TCP relay to the server whose connections can be frozen: from then on
+    nothing passes either way and neither end is closed, whatever the other end
+    does. A frozen connection is half-open: the client gives up on it, and its
+    server session lives on, holding what it held, with nobody to answer.
+    Serve it with ``await nursery.start(proxy.serve)``; cancel that to end it."""
+
+    def __init__(self, url: str) -> None:
+        self._parts = urlsplit(url)
+        self._upstream = (self._parts.hostname or "127.0.0.1", self._parts.port or 5432)
+        self._links: list[_Link] = []
+        self.url = ""  # ``url`` through the relay, once it serves
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listener.socket.getsockname()[1]
+        user, at, _ = self._parts.netloc.rpartition("@")
+        self.url = urlunsplit(self._parts._replace(netloc=f"{user}{at}127.0.0.1:{port}"))
+        task_status.started()
+        await trio.serve_listeners(self._relay, [listener])
+
+    def freeze(self) -> int:
+        """Freeze every connection made so far; return how many."""
+        for link in self._links:
+            link.frozen = True
+        return len(self._links)
+
+    async def _relay(self, client: trio.SocketStream) -> None:
+        link = _Link()
+        self._links.append(link)
+        try:
+            async with (
+                client,
+                await trio.open_tcp_stream(*self._upstream) as server,
+                trio.open_nursery() as nursery,
+            ):
+                nursery.start_soon(self._pump, client, server, link, nursery.cancel_scope)
+                nursery.start_soon(self._pump, server, client, link, nursery.cancel_scope)
+        except (trio.BrokenResourceError, OSError):
+            pass  # one end went away: so does the other
+
+    @staticmethod
+    async def _pump(
+        src: trio.SocketStream, dst: trio.SocketStream, link: _Link, done: trio.CancelScope
+    ) -> None:
+        while True:
+            data = await src.receive_some()
+            if link.frozen:
+                await trio.sleep_forever()
+            if not data:
+                done.cancel()  # closes both ends
+                return
+            await dst.send_all(data)

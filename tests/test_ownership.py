@@ -29,9 +29,10 @@ import structlog
 import trio
 
 from config import ConfigError, load_settings
-from storage import DatabaseInUse, open_store
+from storage import DatabaseInUse, Store, StoreUnavailable, open_store
+from storage._postgres import PostgresBackend
 from tests.appkit import open_app
-from tests.pgkit import Sessions
+from tests.pgkit import Proxy, Sessions
 from tests.test_cli import env, start_run
 
 
@@ -206,6 +207,76 @@ async def test_a_greenroom_whose_lock_session_was_killed_takes_it_back_and_stays
     assert [e["signal"] for e in child.named("stopping")] == ["SIGTERM"]
     assert len(child.named("ownership_session_lost")) == 1
     assert child.named("ownership_lost") == [] and child.named("storage_unreachable") == []
+
+
+@asynccontextmanager
+async def owning(url: str, **options: Any) -> AsyncIterator[Store]:
+    """A Store owning the Postgres database at ``url`` whose commands time out
+    after 1 s (an ownership probe of a session that does not answer gives up then)."""
+    backend = await PostgresBackend.open(url, command_timeout_s=1.0, **options)
+    try:
+        await backend.take_ownership()
+        yield Store(backend)
+    finally:
+        await backend.aclose()
+
+
+async def test_an_owner_whose_own_session_stalled_does_not_call_it_a_takeover(
+    tmp_path: Path, pg_url: str, sessions: Sessions
+) -> None:
+    """Review of issue 11: the owner's session stopped answering but did not end
+    (its backend SIGSTOPped; a hung one). The probe gave up on it, and the re-take
+    found the lock held by that very session, recorded "another greenroom process
+    took it over", final, and greenroom exited 3 with nobody else there. Now the
+    check terminates its own earlier session; while that has not ended yet it is
+    StoreUnavailable (try again), and the next check takes the lock back."""
+    with LogWatch().capture() as logs:
+        async with owning(pg_url) as store:
+            first = await sessions.owner_pid()
+            assert first is not None
+            with sessions.stalled(first):
+                with pytest.raises(StoreUnavailable, match=rf"earlier session .*pid {first}\)"):
+                    await store.check_ownership()
+                assert await sessions.owner_pid() == first  # stopped: it cannot end yet
+                with pytest.raises(StoreUnavailable) as again:
+                    await store.check_ownership()
+                assert not isinstance(again.value, DatabaseInUse)
+            # Continued, it ends (the termination was waiting for it): taken back.
+            await store.check_ownership()
+            second = await sessions.owner_pid()
+            assert second is not None and second != first
+            with pytest.raises(DatabaseInUse, match=rf"pid {second}\) has it open"):
+                async with open_store(pg_url, tmp_path, exclusive=True):
+                    pass
+            await store.check_ownership()
+    assert [e["pid"] for e in logs.named("ownership_session_terminated")][:2] == [first, first]
+    assert logs.named("ownership_lost") == []
+
+
+async def test_an_owner_whose_session_went_half_open_ends_it_and_keeps_the_lock(
+    pg_url: str, sessions: Sessions
+) -> None:
+    """Review of issue 11: a half-open owner connection (through a relay that stops
+    passing anything, both ends left open): the server's session lives on, idle,
+    holding the lock, while the owner's probe times out. The check terminates
+    that session, which ends at once, and takes the lock on a new one."""
+    proxy = Proxy(pg_url)
+    with LogWatch().capture() as logs:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(proxy.serve)
+            # No idle pool connections: the owner's session is the relay's only one.
+            async with owning(proxy.url, min_size=0) as store:
+                first = await sessions.owner_pid()
+                assert first is not None
+                assert proxy.freeze() == 1
+                await store.check_ownership()
+                second = await sessions.owner_pid()
+                assert second is not None and second != first
+                await store.check_ownership()
+            nursery.cancel_scope.cancel()
+    assert [e["pid"] for e in logs.named("ownership_session_terminated")] == [first]
+    assert len(logs.named("ownership_session_lost")) == 1
+    assert logs.named("ownership_lost") == []
 
 
 async def test_closing_beside_a_stalled_owner_session_takes_seconds(

@@ -26,7 +26,7 @@ from storage._aioloop import LoopThread
 __all__ = ["OWNER_LOCK", "Proxy", "Sessions", "sessions"]
 
 #: The owner lock as ``pg_locks`` shows it (classid 0, objid this, objsubid 1):
-#: storage/_postgres.py's ``_OWNER_LOCK``, spelled out so a change to it is seen.
+#: storage/_pg_owner.py's ``OWNER_LOCK``, spelled out so a change to it is seen.
 OWNER_LOCK = 0x67726F77
 
 _LOCKS_IN = (

@@ -163,8 +163,10 @@ class Approvals(StorePart):
     async def propose(
         self, thread_id: int, summary: str, plan: str, *, message_id: int | None = None
     ) -> Approval:
-        """Record a pending plan for the thread; its previous pending plan, if any,
-        becomes ``superseded`` in the same transaction (never two pending)."""
+        """Record a pending plan for the thread and the author of ``message_id``; that
+        author's previous pending plan there, if any, becomes ``superseded`` in the
+        same transaction (one pending plan per chat and author: another group
+        member's stays pending)."""
         return await self._run(propose, thread_id, message_id, summary, plan, self._clock())
 
     async def propose_with_ack(

@@ -172,8 +172,9 @@ class Held(StorePart):
     async def release_held(self, message_id: int, text: str) -> IngestResult:
         """End a message's hold in one transaction: its text becomes ``text`` and its
         job is created, queued, or already canceled when a newer message of the
-        same thread has a job (the newest message wins, as a thread's claim
-        decides, whatever order the jobs were made in). ``created`` says whether
+        same author in the same chat has a job (the newest message wins, as the
+        author's actor's claim decides, whatever order the jobs were made in;
+        another group member's message supersedes nothing of it). ``created`` says whether
         this call released it; a second call returns the record unchanged.
         NotFound for a message that has neither a hold nor a job; ValueError for
         text storage refuses.

@@ -213,7 +213,7 @@ def recover(
     told once, whoever sends it."""
     ts = d.ts(now)
     # A job whose plan waits for the user's OK is not interrupted work: it stays
-    # running (its thread resumes waiting), however many restarts pass.
+    # running (its author's actor resumes waiting), however many restarts pass.
     waiting = (
         "NOT EXISTS (SELECT 1 FROM approvals a WHERE a.message_id = reactive_jobs.message_id "
         "AND a.status = 'pending')"
@@ -263,11 +263,11 @@ class Jobs(StorePart):
 
         They become ``running`` with ``attempts`` raised by one. Concurrent
         claimers (other tasks, other processes on Postgres) never get the same
-        job. With ``thread_id``, only that thread's jobs; with ``author`` (a user
+        job. With ``thread_id``, only that chat's jobs; with ``author`` (a user
         key ``platform:id``), only jobs of that user's messages (in a group, each
-        member's thread claims its own). ValueError for a malformed key. Once begun it is not
-        interrupted by cancellation (see the comment): a caller cancelled
-        before it began claims nothing.
+        member's user actor claims its own). ValueError for a malformed key. Once
+        begun it is not interrupted by cancellation (see the comment): a caller
+        cancelled before it began claims nothing.
         """
         check_limit("limit", limit)
         # Shielded: a claim that committed must reach its caller, or its jobs
@@ -292,8 +292,9 @@ class Jobs(StorePart):
         return await self._run(get_job, job_id)
 
     async def running_jobs(self, thread_id: int, *, author: str | None = None) -> list[Job]:
-        """The thread's jobs left ``running`` (only ``author``'s messages' when given),
-        oldest first: a restarted thread's unfinished work."""
+        """The chat thread's jobs left ``running`` (only ``author``'s messages' when
+        given), oldest first: the unfinished work a restarted user actor resumes
+        there."""
         return await self._run(running_jobs, thread_id, author_key(author))
 
     async def open_threads(self, author: str) -> list[ThreadRecord]:

@@ -171,7 +171,7 @@ def messages_after(
     d: Dialect, thread_id: int, after_id: int, limit: int
 ) -> Script[list[StoredMessage]]:
     """The thread's messages (every role) with id > ``after_id``, oldest first, with
-    their artifacts: what a thread's cached context has not seen yet."""
+    their artifacts: what a user actor's cached context of the chat has not seen yet."""
     rows = yield Q(
         f"SELECT {MSG_COLS} FROM chat_messages WHERE thread_id = $1 AND id > $2 "
         "ORDER BY id LIMIT $3",
@@ -272,7 +272,8 @@ class Messages(StorePart):
         self, thread_id: int, after_id: int = 0, *, limit: int = 100
     ) -> list[StoredMessage]:
         """The thread's messages of every role with an id above ``after_id``, oldest
-        first, with their artifacts: what a thread's cached context has not seen yet.
+        first, with their artifacts: what a user actor's cached context of the chat
+        has not seen yet.
         Costs what it returns, whatever the thread's length."""
         check_limit("limit", limit)
         return await self._run(messages_after, thread_id, after_id, limit)

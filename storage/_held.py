@@ -153,7 +153,7 @@ class Held(StorePart):
         released. Durable when it returns. Not group-committed (one
         transaction per call): held messages are the rare, slow kind. A
         message's key must be ingested one way only: :meth:`ingest` of a held
-        message's key raises.
+        message's key raises IllegalTransition (``held`` cannot become ``queued``).
         """
         return await self._run(ingest_held, inbound, self._clock())
 

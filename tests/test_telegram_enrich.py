@@ -22,7 +22,7 @@ import trio.testing
 from actors.connectors.telegram import BotIdentity, Incoming, TelegramConnector, parse_update
 from protocols import Inbound, Received
 from protocols.telegram import TelegramStored, to_inbound
-from storage import NotFound, Store, open_store
+from storage import IllegalTransition, IngestResult, NotFound, Store, open_store
 from supervision import Actor, ActorSystem, ChildSpec, Directory, Supervisor
 from tests.fake_telegram import BOT, FakeTelegram
 from tests.telegramkit import telegram_settings
@@ -111,6 +111,34 @@ async def test_releasing_what_was_never_held(store: Store) -> None:
     assert await store.begin_held(reply.id) is None
     with pytest.raises(ValueError, match="NUL"):
         await store.release_held(plain.message.id, "nul\x00")
+
+
+async def test_ingesting_a_held_messages_key_fails_that_item_alone(store: Store) -> None:
+    """Review of issue 11: ``ingest`` of a held message's key (a key is ingested one
+    way only) raised a bare KeyError from the job lookup, which failed the whole
+    group-commit batch's transaction. Now that item alone gets IllegalTransition
+    naming the message, and its batch-mates are stored."""
+    held, _, _ = await store.ingest_held(inbound(1, text="[photo]"))
+    results: dict[int, IngestResult | Exception] = {}
+
+    async def deliver(n: int) -> None:
+        try:
+            results[n] = await store.ingest(inbound(n, text="hi"))
+        except Exception as exc:
+            results[n] = exc
+
+    async with trio.open_nursery() as nursery:
+        for n in range(1, 6):
+            nursery.start_soon(deliver, n)
+    error = results.pop(1)
+    assert isinstance(error, IllegalTransition)
+    assert (error.what, error.ident, error.current, error.wanted) == (
+        "message", held.id, "held", "queued",
+    )  # fmt: skip
+    assert all(isinstance(r, IngestResult) and r.created for r in results.values())
+    with pytest.raises(IllegalTransition, match="'held'; it cannot become 'queued'"):
+        await store.ingest(inbound(1))  # alone, too
+    assert await store.held_messages("telegram") == [(held.id, "100")]  # still held
 
 
 # ---------------------------------------------------------------------- the door's enrichment

@@ -35,6 +35,8 @@ class Approval:
     id: int
     thread_id: int
     message_id: int | None
+    #: ``users.id`` of the author of ``message_id``, whose plan it is (None without one)
+    user_id: int | None
     summary: str
     plan: str
     status: ApprovalStatus
@@ -43,7 +45,7 @@ class Approval:
 
 
 # ---------------------------------------------------------------- rows -> records
-_APPROVAL = "id, thread_id, message_id, summary, plan, status, created_at, decided_at"
+_APPROVAL = "id, thread_id, message_id, user_id, summary, plan, status, created_at, decided_at"
 
 
 def _approval(d: Dialect, r: Row) -> Approval:
@@ -51,6 +53,7 @@ def _approval(d: Dialect, r: Row) -> Approval:
         id=r["id"],
         thread_id=r["thread_id"],
         message_id=r["message_id"],
+        user_id=r["user_id"],
         summary=r["summary"],
         plan=r["plan"],
         status=r["status"],

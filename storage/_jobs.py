@@ -52,6 +52,8 @@ class Job:
     id: int
     thread_id: int
     message_id: int
+    #: ``users.id`` of the message's author (None only for a job older than authors)
+    user_id: int | None
     status: JobStatus
     mode: str
     payload: dict[str, Any]
@@ -63,7 +65,8 @@ class Job:
 
 # ---------------------------------------------------------------- rows -> records
 JOB_COLS = (
-    "id, thread_id, message_id, status, mode, payload, attempts, error, created_at, updated_at"
+    "id, thread_id, message_id, user_id, status, mode, payload, attempts, error, created_at, "
+    "updated_at"
 )
 
 # Which states a job may move to each target from (see JobStatus).
@@ -79,6 +82,7 @@ def to_job(d: Dialect, r: Row) -> Job:
         id=r["id"],
         thread_id=r["thread_id"],
         message_id=r["message_id"],
+        user_id=r["user_id"],
         status=r["status"],
         mode=r["mode"],
         payload=d.from_json(r["payload"]),

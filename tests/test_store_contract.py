@@ -455,6 +455,22 @@ async def test_in_a_group_each_author_has_their_own_pending_plan_and_jobs(store:
         await store.claim_jobs(1, author="alice")
 
 
+async def test_jobs_and_plans_name_their_author(store: Store) -> None:
+    """Review of issue 11: a job and a plan carry ``user_id`` (``users.id`` of the
+    message's author), so a caller need not ask ``message_author`` whose they are."""
+    a = await store.ingest(inbound(1, chat="g", user="alice"))
+    b = await store.ingest(inbound(2, chat="g", user="bob"))
+    alice, bob = a.message.user_id, b.message.user_id
+    assert alice is not None and bob is not None and alice != bob
+    assert (a.job.user_id, b.job.user_id) == (alice, bob)
+    [claimed] = await store.claim_jobs(1)
+    assert claimed.user_id == alice and (await store.get_job(b.job.id)).user_id == bob
+    plan = await store.propose(a.thread.id, "s", "p", message_id=b.message.id)
+    assert plan.user_id == bob
+    assert (await store.pending_approval(a.thread.id, author="telegram:bob")) == plan
+    assert (await store.propose(a.thread.id, "s", "p")).user_id is None  # no message: no author
+
+
 async def test_a_plan_and_its_ack_are_one_transaction(store: Store) -> None:
     """Issue 10 item 6b: the plan and its ack were two transactions; a kill between
     them left a pending plan nobody was shown."""

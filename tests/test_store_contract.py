@@ -65,7 +65,13 @@ async def test_an_exclusive_open_keeps_a_second_process_out_until_closed(
 def test_both_dialects_ship_the_same_migration_numbers() -> None:
     sqlite = [(m.version, m.name) for m in known_migrations("sqlite")]
     postgres = [(m.version, m.name) for m in known_migrations("postgres")]
-    assert sqlite == postgres and sqlite[:2] == [(1, "initial"), (2, "connector_state")]
+    assert sqlite == postgres
+    assert sqlite[:4] == [
+        (1, "initial"),
+        (2, "connector_state"),
+        (3, "per_author"),
+        (4, "approvals_by_message"),
+    ]
 
 
 # ---------------------------------------------------------------- the durable inbox

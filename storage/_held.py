@@ -8,25 +8,18 @@ would have.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from protocols import Inbound
 
 from ._backend import Script
-from ._common import StorePart, check_limit, check_storable, one
+from ._common import StorePart, check_limit, check_storable
 from ._dialect import Dialect, Q
 from ._errors import NotFound
 from ._inbox import IngestResult, insert_inbound, upsert_threads, upsert_users
-from ._jobs import JOB_COLS, to_job
-from ._messages import (
-    MSG_COLS,
-    THREAD_COLS,
-    StoredMessage,
-    ThreadRecord,
-    get_message,
-    to_message,
-    to_thread,
-)
+from ._jobs import JOB_COLS, job_for_message, to_job
+from ._messages import MSG_COLS, StoredMessage, ThreadRecord, get_message, thread_by_id, to_message
 
 __all__ = ["Held"]
 
@@ -97,48 +90,39 @@ def release_held(d: Dialect, message_id: int, text: str, now: datetime) -> Scrip
     """End a message's hold: set its text and create its job, queued, or canceled
     when a newer message of the same author in its chat already has one (the newest
     message wins, as the author's actor's claim decides). Released before: the
-    record as it is."""
+    record as it is. The message comes with its artifacts (what the door made)."""
     ts = d.ts(now)
     held = yield Q(
         "DELETE FROM connector_state WHERE connector = $1 AND key = $2 RETURNING key",
         (_HELD, str(message_id)),
     )
-    row = one(
-        (yield Q(f"SELECT {MSG_COLS} FROM chat_messages WHERE id = $1", (message_id,))),
-        "message",
-        message_id,
-    )
-    jobs = yield Q(f"SELECT {JOB_COLS} FROM reactive_jobs WHERE message_id = $1", (message_id,))
-    created = bool(held) and not jobs
+    message = yield from get_message(d, message_id)
+    job = yield from job_for_message(d, message_id)
+    created = bool(held) and job is None
     if created:
         # Newer by the same author in the same chat: in a group another member's
         # message supersedes nothing of this one (jobs are the chat's and the author's).
         newer = yield Q(
             "SELECT 1 AS one FROM reactive_jobs WHERE message_id > $1 AND thread_id = $2 "
             "AND user_id IS NOT DISTINCT FROM $3 LIMIT 1",
-            (message_id, row["thread_id"], row["user_id"]),
+            (message_id, message.thread_id, message.user_id),
         )
         status, error = ("canceled", "superseded by a newer message") if newer else ("queued", None)
         jobs = yield Q(
             "INSERT INTO reactive_jobs (thread_id, user_id, message_id, status, mode, payload, "
             "error, created_at, updated_at) VALUES ($1, $2, $3, $4, 'chat', $5, $6, $7, $7) "
             f"RETURNING {JOB_COLS}",
-            (row["thread_id"], row["user_id"], message_id, status, d.json({}), error, ts),
+            (message.thread_id, message.user_id, message_id, status, d.json({}), error, ts),
         )
-        updated = yield Q(
-            f"UPDATE chat_messages SET text = $2 WHERE id = $1 RETURNING {MSG_COLS}",
-            (message_id, text),
-        )
-        row = updated[0]
-    elif not jobs:
+        job = to_job(d, jobs[0])
+        yield Q("UPDATE chat_messages SET text = $2 WHERE id = $1", (message_id, text))
+        message = replace(message, text=text)
+    elif job is None:
         raise NotFound("held message", message_id)
-    trows = yield Q(f"SELECT {THREAD_COLS} FROM chat_threads WHERE id = $1", (row["thread_id"],))
-    return IngestResult(
-        message=to_message(d, row),
-        job=to_job(d, jobs[0]),
-        thread=to_thread(d, trows[0]),
-        created=created,
-    )
+    thread = yield from thread_by_id(d, message.thread_id)
+    if thread is None:  # cannot be: a message's thread is its foreign key
+        raise NotFound("thread", message.thread_id)
+    return IngestResult(message=message, job=job, thread=thread, created=created)
 
 
 # ---------------------------------------------------------------- the Store's part
@@ -174,10 +158,10 @@ class Held(StorePart):
         job is created, queued, or already canceled when a newer message of the
         same author in the same chat has a job (the newest message wins, as the
         author's actor's claim decides, whatever order the jobs were made in;
-        another group member's message supersedes nothing of it). ``created`` says whether
-        this call released it; a second call returns the record unchanged.
-        NotFound for a message that has neither a hold nor a job; ValueError for
-        text storage refuses.
+        another group member's message supersedes nothing of it). The message
+        comes with its artifacts. ``created`` says whether this call released
+        it; a second call returns the record unchanged. NotFound for a message
+        that has neither a hold nor a job; ValueError for text storage refuses.
         """
         check_storable(text=text)
         return await self._run(release_held, message_id, text, self._clock())

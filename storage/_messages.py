@@ -28,6 +28,7 @@ __all__ = [
     "StoredMessage",
     "ThreadRecord",
     "get_message",
+    "thread_by_id",
     "to_message",
     "to_thread",
 ]
@@ -199,10 +200,8 @@ def get_message(d: Dialect, message_id: int) -> Script[StoredMessage]:
         "message",
         message_id,
     )
-    arts = yield Q(
-        f"SELECT {_ART} FROM message_artifacts WHERE message_id = $1 ORDER BY id", (message_id,)
-    )
-    return to_message(d, row, tuple(_artifact(d, a) for a in arts))
+    [message] = yield from _with_artifacts(d, [row])
+    return message
 
 
 def add_artifact(

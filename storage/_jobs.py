@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import trio
 
-from protocols import Received
+from protocols import Received, ReplyKind
 
 from ._backend import Script
 from ._common import (
@@ -35,6 +35,7 @@ __all__ = [
     "JobStatus",
     "Jobs",
     "finish_job",
+    "reply_key",
     "to_job",
 ]
 
@@ -61,6 +62,12 @@ class Job:
     error: str | None
     created_at: datetime
     updated_at: datetime
+
+
+def reply_key(kind: ReplyKind, job_id: int) -> str:
+    """The outbox key of a job's reply of ``kind`` (``error:<job id>``): one reply of
+    each kind per job, whoever records it (the user actor, or ``recover`` giving up)."""
+    return f"{kind}:{job_id}"
 
 
 # ---------------------------------------------------------------- rows -> records
@@ -213,8 +220,8 @@ def recover(
 ) -> Script[tuple[int, int]]:
     """Requeue jobs a crash left running (not those waiting for an OK); fail those
     already tried ``max_attempts`` times, recording ``gave_up`` (when given) as the
-    reply to each in the same transaction (key ``error:<job id>``), so the user is
-    told once, whoever sends it."""
+    reply to each in the same transaction (key ``error:<job id>``: :func:`reply_key`),
+    so the user is told once, whoever sends it."""
     ts = d.ts(now)
     # A job whose plan waits for the user's OK is not interrupted work: it stays
     # running (its author's actor resumes waiting), however many restarts pass.
@@ -245,7 +252,7 @@ def _notices(d: Dialect, jobs: list[tuple[int, int, int]], text: str, ts: Any) -
     source, args = d.rows(
         ("bigint", "text", "text", "text", "bigint", "jsonb", "timestamptz"),
         [
-            (thread, "assistant", text, f"error:{job}", message, raw, ts)
+            (thread, "assistant", text, reply_key("error", job), message, raw, ts)
             for job, thread, message in jobs
         ],
     )
@@ -334,7 +341,8 @@ class Jobs(StorePart):
         A job already started ``max_attempts`` times is failed instead, so a
         message that crashes the process cannot loop forever; with ``gave_up``,
         that text is recorded in the same transaction as the reply to each failed
-        job (outbox key ``error:<job id>``, unsent), so its author is told once. A job whose plan
+        job (outbox key ``error:<job id>``, :func:`reply_key`; unsent), so its author is
+        told once. A job whose plan
         has a pending approval is left running: it waits for the user's OK. Call it once,
         before claiming, from the one process that owns the database.
         """

@@ -22,6 +22,7 @@ from storage import (
     TokenUsage,
     known_migrations,
     open_store,
+    reply_key,
 )
 from tests.conftest import Clock
 from tests.pgkit import Sessions
@@ -527,7 +528,7 @@ async def test_recover_tells_the_author_of_a_job_it_gives_up_on(store: Store) ->
     assert (await store.get_job(r.job.id)).status == "failed"
     [notice] = await store.unsent_replies()
     assert notice.message.text == "Sorry, I gave up." and notice.chat_id == "100"
-    assert notice.message.idempotency_key == f"error:{r.job.id}"
+    assert notice.message.idempotency_key == f"error:{r.job.id}" == reply_key("error", r.job.id)
     assert notice.message.reply_to == r.message.id
     assert notice.message.raw == {"kind": "error", "approval_id": None}
     assert await store.recover(gave_up="Sorry, I gave up.") == (0, 0)

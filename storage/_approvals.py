@@ -10,12 +10,11 @@ from typing import Literal
 from ._backend import Script
 from ._common import (
     StorePart,
-    author_id,
     author_key,
+    by_author,
     check_reply_key,
     check_storable,
     one,
-    split_key,
 )
 from ._dialect import Dialect, Q, Row
 from ._messages import StoredMessage
@@ -139,22 +138,22 @@ def supersede_pending(
 ) -> Script[Approval | None]:
     """Mark the thread's pending plan (``author``'s, when given) superseded; None when
     there was none."""
-    mine = f" AND user_id = {author_id(3)}" if author is not None else ""
+    mine, who = by_author(author, 3)
     rows = yield Q(
         "UPDATE approvals SET status = 'superseded', decided_at = $2 "
         f"WHERE thread_id = $1 AND status = 'pending'{mine} RETURNING {_APPROVAL}",
-        (thread_id, d.ts(now), *(split_key(author) if author is not None else ())),
+        (thread_id, d.ts(now), *who),
     )
     return _approval(d, rows[0]) if rows else None
 
 
 def pending_approval(d: Dialect, thread_id: int, author: str | None) -> Script[Approval | None]:
     """The thread's pending plan (``author``'s, when given), if any: the oldest."""
-    mine = f" AND user_id = {author_id(2)}" if author is not None else ""
+    mine, who = by_author(author, 2)
     rows = yield Q(
         f"SELECT {_APPROVAL} FROM approvals WHERE thread_id = $1 AND status = 'pending'{mine} "
         "ORDER BY id LIMIT 1",
-        (thread_id, *(split_key(author) if author is not None else ())),
+        (thread_id, *who),
     )
     return _approval(d, rows[0]) if rows else None
 

@@ -37,6 +37,7 @@ __all__ = [
     "StorePart",
     "author_id",
     "author_key",
+    "by_author",
     "check_limit",
     "check_reply_key",
     "check_storable",
@@ -142,3 +143,12 @@ def split_key(author: str) -> tuple[str, str]:
     """A user key ``platform:id`` as (platform, id), the parameters of :func:`author_id`."""
     platform, _, user_id = author.partition(":")
     return platform, user_id
+
+
+def by_author(author: str | None, n: int) -> tuple[str, tuple[str, ...]]:
+    """The optional author filter of a WHERE clause: ``" AND user_id = "`` the
+    ``users.id`` of the user key ``author`` (parameters ``$n``, ``$n+1``), and its
+    arguments; nothing at all when ``author`` is None (every author's rows)."""
+    if author is None:
+        return "", ()
+    return f" AND user_id = {author_id(n)}", split_key(author)

@@ -19,6 +19,7 @@ from ._common import (
     StorePart,
     author_id,
     author_key,
+    by_author,
     check_limit,
     check_storable,
     one,
@@ -111,9 +112,9 @@ def claim_jobs(
     if thread_id is not None:
         where += f" AND thread_id = ${len(args) + 1}"
         args += (thread_id,)
-    if author is not None:
-        where += f" AND user_id = {author_id(len(args) + 1)}"
-        args += split_key(author)
+    mine, who = by_author(author, len(args) + 1)
+    where += mine
+    args += who
     rows = yield Q(
         "UPDATE reactive_jobs SET status = 'running', attempts = attempts + 1, updated_at = $2 "
         f"WHERE status = 'queued' AND id IN (SELECT id FROM reactive_jobs WHERE {where} "
@@ -150,11 +151,11 @@ def get_job(d: Dialect, job_id: int) -> Script[Job]:
 
 def running_jobs(d: Dialect, thread_id: int, author: str | None) -> Script[list[Job]]:
     """The thread's jobs in ``running`` (only ``author``'s when given), oldest first."""
-    mine = f" AND user_id = {author_id(2)}" if author is not None else ""
+    mine, who = by_author(author, 2)
     rows = yield Q(
         f"SELECT {JOB_COLS} FROM reactive_jobs WHERE thread_id = $1 AND status = 'running'{mine} "
         "ORDER BY id",
-        (thread_id, *(split_key(author) if author is not None else ())),
+        (thread_id, *who),
     )
     return [to_job(d, r) for r in rows]
 

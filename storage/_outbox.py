@@ -123,12 +123,15 @@ def finish_with_reply(
     job_id: int,
     status: JobStatus,
     error: str | None,
-    reply: tuple[int, str, str, int | None, dict[str, Any]],
+    thread_id: int,
+    text: str,
+    key: str,
+    reply_to: int | None,
+    raw: dict[str, Any],
     now: datetime,
 ) -> Script[tuple[StoredMessage, Job]]:
-    """Record a job's last reply (thread, text, key, reply_to, raw) and finish the job,
-    in one transaction: the record says answered exactly when the answer is there."""
-    thread_id, text, key, reply_to, raw = reply
+    """Record a job's last reply and finish the job, in one transaction: the record
+    says answered exactly when the answer is there."""
     message, _ = yield from record_reply(
         d, thread_id, text, key, "assistant", "", reply_to, raw, now
     )
@@ -214,5 +217,15 @@ class Outbox(StorePart):
             raise ValueError(f"status must be done, failed or canceled, not {status!r}")
         check_storable(text=text, key=key, raw=raw, error=error or "")
         check_reply_key(key)
-        reply = (thread_id, text, key, reply_to, raw)
-        return await self._run(finish_with_reply, job_id, status, error, reply, self._clock())
+        return await self._run(
+            finish_with_reply,
+            job_id,
+            status,
+            error,
+            thread_id,
+            text,
+            key,
+            reply_to,
+            raw,
+            self._clock(),
+        )

@@ -24,6 +24,8 @@ from storage import (
     open_store,
     reply_key,
 )
+from storage._backend import Script
+from storage._dialect import Dialect, Q
 from tests.conftest import Clock
 from tests.pgkit import Sessions
 
@@ -73,6 +75,79 @@ def test_both_dialects_ship_the_same_migration_numbers() -> None:
         (3, "per_author"),
         (4, "approvals_by_message"),
     ]
+
+
+def _version_2_rows(d: Dialect, now: datetime) -> Script[dict[str, int]]:
+    """What greenroom at schema version 2 stored for a group chat: Alice's message
+    with a queued job, Bob's with a running job and a pending plan; neither the jobs
+    nor the plan had an author column yet."""
+    ts = d.ts(now)
+    ids: dict[str, int] = {}
+    for name in ("alice", "bob"):
+        [user] = yield Q(
+            "INSERT INTO users (platform, platform_user_id, created_at, last_seen_at) "
+            "VALUES ('telegram', $1, $2, $2) RETURNING id",
+            (name, ts),
+        )
+        ids[name] = user["id"]
+    [thread] = yield Q(
+        "INSERT INTO chat_threads (platform, chat_id, created_at, updated_at) "
+        "VALUES ('telegram', 'g', $1, $1) RETURNING id",
+        (ts,),
+    )
+    ids["thread"] = thread["id"]
+    for name, status, attempts in (("alice", "queued", 0), ("bob", "running", 1)):
+        [message] = yield Q(
+            "INSERT INTO chat_messages (thread_id, user_id, role, text, idempotency_key, "
+            "created_at) VALUES ($1, $2, 'user', 'hi', $3, $4) RETURNING id",
+            (thread["id"], ids[name], f"in:v2-{name}", ts),
+        )
+        [job] = yield Q(
+            "INSERT INTO reactive_jobs (thread_id, message_id, status, attempts, created_at, "
+            "updated_at) VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+            (thread["id"], message["id"], status, attempts, ts),
+        )
+        ids[f"{name}_message"], ids[f"{name}_job"] = message["id"], job["id"]
+    [plan] = yield Q(
+        "INSERT INTO approvals (thread_id, message_id, summary, plan, status, created_at) "
+        "VALUES ($1, $2, 'B', 'b', 'pending', $3) RETURNING id",
+        (thread["id"], ids["bob_message"], ts),
+    )
+    ids["plan"] = plan["id"]
+    return ids
+
+
+async def test_migrating_a_populated_version_2_database_gives_jobs_and_plans_their_authors(
+    database_url: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review of issue 11: no test ran migration 0003 (jobs and plans per author) on
+    a database with rows in it. A version-2 database's queued job, running job and
+    pending plan are found by their authors after migrating, and by nobody else."""
+    with monkeypatch.context() as patch:  # greenroom as of schema version 2
+        for backend in ("_sqlite", "_postgres"):
+            patch.setattr(f"storage.{backend}.known_migrations", lambda d: known_migrations(d)[:2])
+        async with open_store(database_url, tmp_path, migrate=False) as st:
+            assert await st.migrate() == [1, 2]
+            ids = await st._run(_version_2_rows, st.now())
+    async with open_store(database_url, tmp_path, migrate=False) as st:
+        assert await st.migrate() == [m.version for m in known_migrations(st.backend)][2:]
+        thread = ids["thread"]
+        [job] = await st.claim_jobs(10, thread_id=thread, author="telegram:alice")
+        assert (job.id, job.user_id) == (ids["alice_job"], ids["alice"])
+        assert await st.claim_jobs(10, author="telegram:bob") == []  # Bob's is running
+        [running] = await st.running_jobs(thread, author="telegram:bob")
+        assert (running.id, running.user_id) == (ids["bob_job"], ids["bob"])
+        assert await st.running_jobs(thread, author="telegram:alice") == [
+            await st.get_job(ids["alice_job"])
+        ]
+        plan = await st.pending_approval(thread, author="telegram:bob")
+        assert plan is not None and (plan.id, plan.user_id) == (ids["plan"], ids["bob"])
+        assert await st.pending_approval(thread, author="telegram:alice") is None
+        assert [t.id for t in await st.open_threads("telegram:bob")] == [thread]
+        # Alice's new plan leaves Bob's pending (one per chat and author).
+        mine = await st.propose(thread, "A", "a", message_id=ids["alice_message"])
+        bobs = await st.get_approval(ids["plan"])
+        assert bobs is not None and bobs.status == "pending" and mine.user_id == ids["alice"]
 
 
 # ---------------------------------------------------------------- the durable inbox

@@ -3,7 +3,9 @@ their door has enriched them (a voice note's transcript, a photo's description).
 
 A held message has no job, so nothing claims, recovers or re-dispatches it
 until its door releases it; ``release_held`` then makes its job as ``ingest``
-would have.
+would have. Meanwhile its author's later jobs in its chat wait too (``_jobs``
+hands none out behind a held message), so a text sent after a photo is not
+answered before the photo is described.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from protocols import Inbound
 
 from ._backend import Script
 from ._common import StorePart, check_limit, check_storable
+from ._connector_state import HELD
 from ._dialect import Dialect, Q
 from ._errors import NotFound
 from ._inbox import IngestResult, insert_inbound, upsert_threads, upsert_users
@@ -27,10 +30,10 @@ __all__ = ["Held"]
 # ---------------------------------------------------------------- scripts
 # A held message is stored without a job until its door has enriched it
 # (a voice note's transcript, a photo's description): nothing claims,
-# recovers or re-dispatches it meanwhile. One connector_state row per held
-# message marks it (namespace _HELD, key: the message id, value: how many
-# enrichment attempts began), so a restarted door finds what a crash left.
-_HELD = "held"
+# recovers or re-dispatches it meanwhile, nor its author's later messages in
+# its chat (see ``_jobs``). One connector_state row per held message marks it
+# (namespace HELD, key: the message id, value: how many enrichment attempts
+# began), so a restarted door finds what a crash left.
 
 
 def ingest_held(
@@ -46,7 +49,7 @@ def ingest_held(
         yield Q(
             "INSERT INTO connector_state (connector, key, value, updated_at) "
             "VALUES ($1, $2, '0', $3)",
-            (_HELD, str(inserted[0]["id"]), ts),
+            (HELD, str(inserted[0]["id"]), ts),
         )
         return to_message(d, inserted[0]), thread, True
     rows = yield Q(
@@ -65,7 +68,7 @@ def held_messages(d: Dialect, platform: str, limit: int) -> Script[list[tuple[in
         "ON m.id = CAST(CASE WHEN s.connector = $1 THEN s.key END AS BIGINT) "
         "JOIN chat_threads t ON t.id = m.thread_id "
         "WHERE s.connector = $1 AND t.platform = $2 ORDER BY m.id LIMIT $3",
-        (_HELD, platform, limit),
+        (HELD, platform, limit),
     )
     return [(int(r["id"]), str(r["chat_id"])) for r in rows]
 
@@ -78,7 +81,7 @@ def begin_held(
     rows = yield Q(
         "UPDATE connector_state SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT), "
         "updated_at = $3 WHERE connector = $1 AND key = $2 RETURNING value",
-        (_HELD, str(message_id), d.ts(now)),
+        (HELD, str(message_id), d.ts(now)),
     )
     if not rows:
         return None
@@ -94,7 +97,7 @@ def release_held(d: Dialect, message_id: int, text: str, now: datetime) -> Scrip
     ts = d.ts(now)
     held = yield Q(
         "DELETE FROM connector_state WHERE connector = $1 AND key = $2 RETURNING key",
-        (_HELD, str(message_id)),
+        (HELD, str(message_id)),
     )
     message = yield from get_message(d, message_id)
     job = yield from job_for_message(d, message_id)

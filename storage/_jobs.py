@@ -25,6 +25,7 @@ from ._common import (
     one,
     split_key,
 )
+from ._connector_state import HELD
 from ._dialect import Dialect, Q, Row
 from ._errors import IllegalTransition
 from ._messages import THREAD_COLS, ThreadRecord, to_thread
@@ -101,13 +102,29 @@ def to_job(d: Dialect, r: Row) -> Job:
     )
 
 
+def _not_behind_held(job: str) -> str:
+    """SQL: no earlier message of the author of ``job`` (reactive_jobs' name or alias
+    in the query) in its chat is still held. A held photo is answered before the
+    text sent after it, whatever wakes the author's actor first (another chat's
+    message, an OK, a restart, the reconciler): its release makes the text's job
+    claimable. Cheap: held markers are few (the CASE keeps Postgres from casting
+    other connectors' keys, as in ``_held.held_messages``)."""
+    return (
+        "NOT EXISTS (SELECT 1 FROM connector_state s JOIN chat_messages h "
+        f"ON h.id = CAST(CASE WHEN s.connector = '{HELD}' THEN s.key END AS BIGINT) "
+        f"WHERE s.connector = '{HELD}' AND h.thread_id = {job}.thread_id "
+        f"AND h.user_id = {job}.user_id AND h.id < {job}.message_id)"
+    )
+
+
 # ---------------------------------------------------------------- scripts
 def claim_jobs(
     d: Dialect, limit: int, thread_id: int | None, author: str | None, now: datetime
 ) -> Script[list[Job]]:
     """Move up to ``limit`` queued jobs (oldest first) to running and return them;
-    only ``thread_id``'s and only ``author``'s (a user key) when given."""
-    where = "status = 'queued'"
+    only ``thread_id``'s and only ``author``'s (a user key) when given; none waiting
+    behind a held message."""
+    where = f"status = 'queued' AND {_not_behind_held('reactive_jobs')}"
     args: tuple[Any, ...] = (limit, d.ts(now))
     if thread_id is not None:
         where += f" AND thread_id = ${len(args) + 1}"
@@ -192,14 +209,16 @@ def job_for_message(d: Dialect, message_id: int) -> Script[Job | None]:
 
 
 def queued_work(d: Dialect, limit: int, before: datetime | None) -> Script[list[Received]]:
-    """Queued jobs with what routes them to their user's actor, oldest first; only
-    those last changed before ``before`` when given."""
+    """Queued jobs with what routes them to their user's actor, oldest first (none
+    waiting behind a held message); only those last changed before ``before`` when
+    given."""
     age = " AND j.updated_at < $2" if before is not None else ""
     rows = yield Q(
         "SELECT j.id AS job_id, m.id AS message_id, t.id AS thread_id, t.platform, t.chat_id, "
         "u.platform_user_id, m.text FROM reactive_jobs j "
         "JOIN chat_messages m ON m.id = j.message_id JOIN chat_threads t ON t.id = j.thread_id "
-        f"JOIN users u ON u.id = m.user_id WHERE j.status = 'queued'{age} ORDER BY j.id LIMIT $1",
+        f"JOIN users u ON u.id = m.user_id WHERE j.status = 'queued' AND {_not_behind_held('j')}"
+        f"{age} ORDER BY j.id LIMIT $1",
         (limit,) + ((d.ts(before),) if before is not None else ()),
     )
     return [
@@ -277,7 +296,9 @@ class Jobs(StorePart):
         claimers (other tasks, other processes on Postgres) never get the same
         job. With ``thread_id``, only that chat's jobs; with ``author`` (a user
         key ``platform:id``), only jobs of that user's messages (in a group, each
-        member's user actor claims its own). ValueError for a malformed key. Once
+        member's user actor claims its own). A job whose author has an earlier
+        message in its chat still held (``ingest_held``: a photo not yet described)
+        waits until that is released. ValueError for a malformed key. Once
         begun it is not interrupted by cancellation (see the comment): a caller
         cancelled before it began claims nothing.
         """
@@ -328,9 +349,10 @@ class Jobs(StorePart):
         self, limit: int = 1000, *, older_than_s: float | None = None
     ) -> list[Received]:
         """Queued jobs as the ``Received`` that routes each to its user's actor,
-        oldest first: what ``greenroom run`` re-dispatches after ``recover()``. With
-        ``older_than_s``, only jobs unchanged for that long by the Store's clock (what
-        the reconciler re-dispatches: work nobody picked up)."""
+        oldest first: what ``greenroom run`` re-dispatches after ``recover()``. Jobs
+        that :meth:`claim_jobs` would not hand out yet (behind a held message) are
+        not listed. With ``older_than_s``, only jobs unchanged for that long by the
+        Store's clock (what the reconciler re-dispatches: work nobody picked up)."""
         check_limit("limit", limit)
         return await self._run(queued_work, limit, self._before(older_than_s))
 

@@ -38,6 +38,7 @@ __all__ = [
     "author_id",
     "author_key",
     "by_author",
+    "check_after_id",
     "check_limit",
     "check_reply_key",
     "check_storable",
@@ -87,6 +88,13 @@ def check_limit(name: str, value: int) -> None:
     """ValueError naming ``name`` unless ``value`` is an int in 1..MAX_INT."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INT:
         raise ValueError(f"{name} must be an int >= 1, not {value!r}")
+
+
+def check_after_id(value: int) -> None:
+    """ValueError unless ``after_id`` (a sweep's cursor: only ids above it) is an int
+    in 0..MAX_INT."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        raise ValueError(f"after_id must be an int >= 0, not {value!r}")
 
 
 def check_reply_key(key: str) -> None:

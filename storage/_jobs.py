@@ -20,6 +20,7 @@ from ._common import (
     author_id,
     author_key,
     by_author,
+    check_after_id,
     check_limit,
     check_storable,
     one,
@@ -208,18 +209,20 @@ def job_for_message(d: Dialect, message_id: int) -> Script[Job | None]:
     return to_job(d, rows[0]) if rows else None
 
 
-def queued_work(d: Dialect, limit: int, before: datetime | None) -> Script[list[Received]]:
+def queued_work(
+    d: Dialect, limit: int, before: datetime | None, after_id: int
+) -> Script[list[Received]]:
     """Queued jobs with what routes them to their user's actor, oldest first (none
-    waiting behind a held message); only those last changed before ``before`` when
-    given."""
-    age = " AND j.updated_at < $2" if before is not None else ""
+    waiting behind a held message), with job ids above ``after_id``; only those last
+    changed before ``before`` when given."""
+    age = " AND j.updated_at < $3" if before is not None else ""
     rows = yield Q(
         "SELECT j.id AS job_id, m.id AS message_id, t.id AS thread_id, t.platform, t.chat_id, "
         "u.platform_user_id, m.text FROM reactive_jobs j "
         "JOIN chat_messages m ON m.id = j.message_id JOIN chat_threads t ON t.id = j.thread_id "
-        f"JOIN users u ON u.id = m.user_id WHERE j.status = 'queued' AND {_not_behind_held('j')}"
-        f"{age} ORDER BY j.id LIMIT $1",
-        (limit,) + ((d.ts(before),) if before is not None else ()),
+        f"JOIN users u ON u.id = m.user_id WHERE j.status = 'queued' AND j.id > $2 "
+        f"AND {_not_behind_held('j')}{age} ORDER BY j.id LIMIT $1",
+        (limit, after_id) + ((d.ts(before),) if before is not None else ()),
     )
     return [
         Received(
@@ -346,15 +349,19 @@ class Jobs(StorePart):
         return await self._run(job_for_message, message_id)
 
     async def queued_work(
-        self, limit: int = 1000, *, older_than_s: float | None = None
+        self, limit: int = 1000, *, older_than_s: float | None = None, after_id: int = 0
     ) -> list[Received]:
         """Queued jobs as the ``Received`` that routes each to its user's actor,
         oldest first: what ``greenroom run`` re-dispatches after ``recover()``. Jobs
         that :meth:`claim_jobs` would not hand out yet (behind a held message) are
         not listed. With ``older_than_s``, only jobs unchanged for that long by the
-        Store's clock (what the reconciler re-dispatches: work nobody picked up)."""
+        Store's clock (what the reconciler re-dispatches: work nobody picked up).
+        Only job ids above ``after_id``: a sweep passes the last id it saw, so
+        it moves on past work it gave up on instead of being handed it first
+        forever. ValueError for a negative ``after_id``."""
         check_limit("limit", limit)
-        return await self._run(queued_work, limit, self._before(older_than_s))
+        check_after_id(after_id)
+        return await self._run(queued_work, limit, self._before(older_than_s), after_id)
 
     async def recover(
         self, *, max_attempts: int = 2, gave_up: str | None = None

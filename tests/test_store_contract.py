@@ -635,6 +635,37 @@ async def test_messages_after_reads_what_a_cached_context_has_not_seen(
     assert await store.unsent_replies(older_than_s=120) == []
 
 
+async def test_a_sweep_moves_past_what_it_gave_up_on(store: Store, clock: Clock) -> None:
+    """Review of issue 11: the reconciler read the oldest queued jobs and unsent
+    replies each time, so a page of items it could not move (a door that is down)
+    starved everything after them. ``after_id`` lists only ids above the last one
+    a sweep saw, by job id and by message id."""
+    made = [await store.ingest(inbound(i, chat=f"c{i}")) for i in range(5)]
+    jobs, thread = [r.job.id for r in made], made[0].thread.id
+    replies = [(await store.record_reply(thread, "r", f"reply:{i}"))[0].id for i in range(5)]
+    clock.advance(seconds=61)
+    seen: list[int] = []
+    after = 0
+    while page := await store.queued_work(2, older_than_s=60, after_id=after):
+        seen += [w.job_id for w in page]
+        after = page[-1].job_id
+    assert seen == jobs
+    assert [w.job_id for w in await store.queued_work(after_id=jobs[2])] == jobs[3:]
+    unsent: list[int] = []
+    after = 0
+    while batch := await store.unsent_replies(limit=2, older_than_s=60, after_id=after):
+        unsent += [p.message.id for p in batch]
+        after = batch[-1].message.id
+    assert unsent == replies
+    assert [p.message.id for p in await store.unsent_replies("telegram", after_id=replies[3])] == [
+        replies[4]
+    ]
+    assert await store.unsent_replies("nostr", after_id=0) == []
+    for call in (store.queued_work(after_id=-1), store.unsent_replies(after_id=-1)):
+        with pytest.raises(ValueError, match="after_id must be an int >= 0"):
+            await call
+
+
 # ---------------------------------------------------------------- tokens, memory, audit
 async def test_token_spend_sums_by_scope_and_utc_day(store: Store, clock: Clock) -> None:
     today = clock.now.date()

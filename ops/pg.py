@@ -54,7 +54,8 @@ def _pg_bin(name: str) -> str | None:
     return candidates[-1] if candidates else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS's pick)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -72,25 +73,31 @@ class Server:
 
     def pause(self) -> None:
         """Stop a throwaway cluster's server but keep its data (an outage); ``resume``
-        starts it again on the same port. RuntimeError for a server we did not start."""
-        if not self._stop:
-            raise RuntimeError(f"only a throwaway cluster can be paused, not a {self.how} one")
-        subprocess.run(self._stop, check=True, capture_output=True)
+        starts it again on the same port. RuntimeError for a server we did not start
+        (or stopped), and with pg_ctl's last line when it fails."""
+        _pg_ctl(self._usable("paused", self._stop), "pause")
 
     def resume(self) -> None:
-        """Start a paused throwaway cluster again (waits until it accepts connections)."""
-        if not self._start:
-            raise RuntimeError(f"only a throwaway cluster can be resumed, not a {self.how} one")
-        subprocess.run(self._start, check=True, capture_output=True)
+        """Start a paused throwaway cluster again (waits until it accepts connections).
+        RuntimeError as for :meth:`pause`."""
+        _pg_ctl(self._usable("resumed", self._start), "resume")
 
     def stop(self) -> None:
-        """Stop a throwaway cluster and remove its directory; nothing for the others."""
+        """Stop a throwaway cluster and remove its directory; nothing for the others.
+        After it, ``pause`` and ``resume`` raise RuntimeError."""
         if self._stop:
             subprocess.run(self._stop, check=False, capture_output=True)
             self._stop = []
+        self._start = []
         if self._dir:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+    def _usable(self, done: str, command: list[str]) -> list[str]:
+        if not command:
+            what = "stopped throwaway" if self.how == "throwaway" else self.how
+            raise RuntimeError(f"only a throwaway cluster can be {done}, not a {what} one")
+        return command
 
 
 def find_or_start() -> Server:
@@ -101,26 +108,29 @@ def find_or_start() -> Server:
         return Server(url, "env")
     if os.environ.get("GREENROOM_TEST_PG") != "throwaway" and _answers(DEFAULT_HOST, DEFAULT_PORT):
         return Server(f"postgresql://postgres@{DEFAULT_HOST}:{DEFAULT_PORT}/postgres", "local")
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if initdb is None or pg_ctl is None:
+    try:
+        return start_throwaway()
+    except _NotInstalled as exc:
         raise RuntimeError(
             f"no PostgreSQL: nothing answers on {DEFAULT_HOST}:{DEFAULT_PORT}, {ENV_URL} is unset "
-            "and initdb/pg_ctl are not installed (run `python ops/pg.py ensure` as root, or "
-            "apt-get install postgresql)"
-        )
-    return _start_throwaway(initdb, pg_ctl)
+            f"and {exc}"
+        ) from None
+
+
+class _NotInstalled(RuntimeError):
+    """No initdb/pg_ctl here (what step 3 needs)."""
 
 
 def start_throwaway() -> Server:
-    """A new throwaway cluster of our own (what step 3 starts), whatever else answers:
-    for tests that stop and start their server. RuntimeError without initdb/pg_ctl."""
+    """A new throwaway cluster of our own (step 3), whatever else answers: also for
+    tests that stop and start their server. RuntimeError without initdb/pg_ctl, or
+    with the last line of the one that failed."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
-        raise RuntimeError("initdb/pg_ctl are not installed (apt-get install postgresql)")
-    return _start_throwaway(initdb, pg_ctl)
-
-
-def _start_throwaway(initdb: str, pg_ctl: str) -> Server:
+        raise _NotInstalled(
+            "initdb/pg_ctl are not installed (run `python ops/pg.py ensure` as root, or "
+            "apt-get install postgresql)"
+        )
     root = tempfile.mkdtemp(prefix="greenroom-pg-")
     data = os.path.join(root, "data")
     as_user: list[str] = []
@@ -135,7 +145,7 @@ def _start_throwaway(initdb: str, pg_ctl: str) -> Server:
                 "initdb refuses root and there is no 'postgres' user to run it as "
                 "(apt-get install postgresql creates one)"
             ) from None
-    port = _free_port()
+    port = free_port()
     try:
         subprocess.run(
             [*as_user, initdb, "-D", data, "-U", "postgres", "--auth=trust", "--no-sync"],
@@ -148,13 +158,24 @@ def _start_throwaway(initdb: str, pg_ctl: str) -> Server:
         subprocess.run(start, check=True, capture_output=True)
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(root, ignore_errors=True)
-        detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
-        raise RuntimeError(
-            f"could not start a throwaway PostgreSQL: {detail[-1] if detail else exc}"
-        ) from None
+        raise RuntimeError(f"could not start a throwaway PostgreSQL: {_last_line(exc)}") from None
     stop = [*as_user, pg_ctl, "-D", data, "stop", "-m", "fast"]
     url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     return Server(url, "throwaway", stop, root, start)
+
+
+def _pg_ctl(command: list[str], what: str) -> None:
+    try:
+        subprocess.run(command, check=True, capture_output=True)
+    except subprocess.CalledProcessError as exc:
+        detail = _last_line(exc)
+        raise RuntimeError(f"could not {what} the throwaway PostgreSQL: {detail}") from None
+
+
+def _last_line(exc: subprocess.CalledProcessError) -> str:
+    """The last line the failed command wrote to stderr (or the failure itself)."""
+    detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+    return detail[-1] if detail else str(exc)
 
 
 def _with_database(url: str, name: str) -> str:

@@ -26,7 +26,7 @@ from ._errors import (
 )
 from ._group import GroupCommit
 from ._inbox import IngestResult
-from ._jobs import JOB_STATUSES, Job, JobStatus
+from ._jobs import JOB_STATUSES, Job, JobStatus, reply_key
 from ._ledger import Scope, TokenSpend, TokenUsage
 from ._memories import Memory
 from ._messages import ARTIFACT_KINDS, Artifact, ArtifactKind, Role, StoredMessage, ThreadRecord
@@ -69,4 +69,5 @@ __all__ = [
     "UserRecord",
     "known_migrations",
     "open_store",
+    "reply_key",
 ]

@@ -10,12 +10,11 @@ from typing import Literal
 from ._backend import Script
 from ._common import (
     StorePart,
-    author_id,
     author_key,
+    by_author,
     check_reply_key,
     check_storable,
     one,
-    split_key,
 )
 from ._dialect import Dialect, Q, Row
 from ._messages import StoredMessage
@@ -35,6 +34,8 @@ class Approval:
     id: int
     thread_id: int
     message_id: int | None
+    #: ``users.id`` of the author of ``message_id``, whose plan it is (None without one)
+    user_id: int | None
     summary: str
     plan: str
     status: ApprovalStatus
@@ -43,7 +44,7 @@ class Approval:
 
 
 # ---------------------------------------------------------------- rows -> records
-_APPROVAL = "id, thread_id, message_id, summary, plan, status, created_at, decided_at"
+_APPROVAL = "id, thread_id, message_id, user_id, summary, plan, status, created_at, decided_at"
 
 
 def _approval(d: Dialect, r: Row) -> Approval:
@@ -51,6 +52,7 @@ def _approval(d: Dialect, r: Row) -> Approval:
         id=r["id"],
         thread_id=r["thread_id"],
         message_id=r["message_id"],
+        user_id=r["user_id"],
         summary=r["summary"],
         plan=r["plan"],
         status=r["status"],
@@ -136,22 +138,22 @@ def supersede_pending(
 ) -> Script[Approval | None]:
     """Mark the thread's pending plan (``author``'s, when given) superseded; None when
     there was none."""
-    mine = f" AND user_id = {author_id(3)}" if author is not None else ""
+    mine, who = by_author(author, 3)
     rows = yield Q(
         "UPDATE approvals SET status = 'superseded', decided_at = $2 "
         f"WHERE thread_id = $1 AND status = 'pending'{mine} RETURNING {_APPROVAL}",
-        (thread_id, d.ts(now), *(split_key(author) if author is not None else ())),
+        (thread_id, d.ts(now), *who),
     )
     return _approval(d, rows[0]) if rows else None
 
 
 def pending_approval(d: Dialect, thread_id: int, author: str | None) -> Script[Approval | None]:
     """The thread's pending plan (``author``'s, when given), if any: the oldest."""
-    mine = f" AND user_id = {author_id(2)}" if author is not None else ""
+    mine, who = by_author(author, 2)
     rows = yield Q(
         f"SELECT {_APPROVAL} FROM approvals WHERE thread_id = $1 AND status = 'pending'{mine} "
         "ORDER BY id LIMIT 1",
-        (thread_id, *(split_key(author) if author is not None else ())),
+        (thread_id, *who),
     )
     return _approval(d, rows[0]) if rows else None
 
@@ -163,8 +165,10 @@ class Approvals(StorePart):
     async def propose(
         self, thread_id: int, summary: str, plan: str, *, message_id: int | None = None
     ) -> Approval:
-        """Record a pending plan for the thread; its previous pending plan, if any,
-        becomes ``superseded`` in the same transaction (never two pending)."""
+        """Record a pending plan for the thread and the author of ``message_id``; that
+        author's previous pending plan there, if any, becomes ``superseded`` in the
+        same transaction (one pending plan per chat and author: another group
+        member's stays pending)."""
         return await self._run(propose, thread_id, message_id, summary, plan, self._clock())
 
     async def propose_with_ack(

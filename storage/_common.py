@@ -37,6 +37,8 @@ __all__ = [
     "StorePart",
     "author_id",
     "author_key",
+    "by_author",
+    "check_after_id",
     "check_limit",
     "check_reply_key",
     "check_storable",
@@ -86,6 +88,13 @@ def check_limit(name: str, value: int) -> None:
     """ValueError naming ``name`` unless ``value`` is an int in 1..MAX_INT."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INT:
         raise ValueError(f"{name} must be an int >= 1, not {value!r}")
+
+
+def check_after_id(value: int) -> None:
+    """ValueError unless ``after_id`` (a sweep's cursor: only ids above it) is an int
+    in 0..MAX_INT."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        raise ValueError(f"after_id must be an int >= 0, not {value!r}")
 
 
 def check_reply_key(key: str) -> None:
@@ -142,3 +151,12 @@ def split_key(author: str) -> tuple[str, str]:
     """A user key ``platform:id`` as (platform, id), the parameters of :func:`author_id`."""
     platform, _, user_id = author.partition(":")
     return platform, user_id
+
+
+def by_author(author: str | None, n: int) -> tuple[str, tuple[str, ...]]:
+    """The optional author filter of a WHERE clause: ``" AND user_id = "`` the
+    ``users.id`` of the user key ``author`` (parameters ``$n``, ``$n+1``), and its
+    arguments; nothing at all when ``author`` is None (every author's rows)."""
+    if author is None:
+        return "", ()
+    return f" AND user_id = {author_id(n)}", split_key(author)

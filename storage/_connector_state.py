@@ -9,7 +9,13 @@ from ._backend import Script
 from ._common import StorePart, check_storable
 from ._dialect import Dialect, Q
 
-__all__ = ["ConnectorState"]
+__all__ = ["HELD", "ConnectorState"]
+
+#: The namespace (``connector``) of held messages' markers: one row per message a
+#: door holds back until it is enriched (key: the message id; see ``_held``). Here,
+#: below both, because ``_jobs`` reads the markers too: a job waits behind an
+#: earlier held message of its author in its chat.
+HELD = "held"
 
 
 # ---------------------------------------------------------------- scripts

@@ -3,30 +3,26 @@ their door has enriched them (a voice note's transcript, a photo's description).
 
 A held message has no job, so nothing claims, recovers or re-dispatches it
 until its door releases it; ``release_held`` then makes its job as ``ingest``
-would have.
+would have. Meanwhile its author's later jobs in its chat wait too (``_jobs``
+hands none out behind a held message), so a text sent after a photo is not
+answered before the photo is described.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from protocols import Inbound
 
 from ._backend import Script
-from ._common import StorePart, check_limit, check_storable, one
+from ._common import StorePart, check_limit, check_storable
+from ._connector_state import HELD
 from ._dialect import Dialect, Q
 from ._errors import NotFound
 from ._inbox import IngestResult, insert_inbound, upsert_threads, upsert_users
-from ._jobs import JOB_COLS, to_job
-from ._messages import (
-    MSG_COLS,
-    THREAD_COLS,
-    StoredMessage,
-    ThreadRecord,
-    get_message,
-    to_message,
-    to_thread,
-)
+from ._jobs import JOB_COLS, job_for_message, to_job
+from ._messages import MSG_COLS, StoredMessage, ThreadRecord, get_message, thread_by_id, to_message
 
 __all__ = ["Held"]
 
@@ -34,10 +30,10 @@ __all__ = ["Held"]
 # ---------------------------------------------------------------- scripts
 # A held message is stored without a job until its door has enriched it
 # (a voice note's transcript, a photo's description): nothing claims,
-# recovers or re-dispatches it meanwhile. One connector_state row per held
-# message marks it (namespace _HELD, key: the message id, value: how many
-# enrichment attempts began), so a restarted door finds what a crash left.
-_HELD = "held"
+# recovers or re-dispatches it meanwhile, nor its author's later messages in
+# its chat (see ``_jobs``). One connector_state row per held message marks it
+# (namespace HELD, key: the message id, value: how many enrichment attempts
+# began), so a restarted door finds what a crash left.
 
 
 def ingest_held(
@@ -53,7 +49,7 @@ def ingest_held(
         yield Q(
             "INSERT INTO connector_state (connector, key, value, updated_at) "
             "VALUES ($1, $2, '0', $3)",
-            (_HELD, str(inserted[0]["id"]), ts),
+            (HELD, str(inserted[0]["id"]), ts),
         )
         return to_message(d, inserted[0]), thread, True
     rows = yield Q(
@@ -72,7 +68,7 @@ def held_messages(d: Dialect, platform: str, limit: int) -> Script[list[tuple[in
         "ON m.id = CAST(CASE WHEN s.connector = $1 THEN s.key END AS BIGINT) "
         "JOIN chat_threads t ON t.id = m.thread_id "
         "WHERE s.connector = $1 AND t.platform = $2 ORDER BY m.id LIMIT $3",
-        (_HELD, platform, limit),
+        (HELD, platform, limit),
     )
     return [(int(r["id"]), str(r["chat_id"])) for r in rows]
 
@@ -85,7 +81,7 @@ def begin_held(
     rows = yield Q(
         "UPDATE connector_state SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT), "
         "updated_at = $3 WHERE connector = $1 AND key = $2 RETURNING value",
-        (_HELD, str(message_id), d.ts(now)),
+        (HELD, str(message_id), d.ts(now)),
     )
     if not rows:
         return None
@@ -97,48 +93,39 @@ def release_held(d: Dialect, message_id: int, text: str, now: datetime) -> Scrip
     """End a message's hold: set its text and create its job, queued, or canceled
     when a newer message of the same author in its chat already has one (the newest
     message wins, as the author's actor's claim decides). Released before: the
-    record as it is."""
+    record as it is. The message comes with its artifacts (what the door made)."""
     ts = d.ts(now)
     held = yield Q(
         "DELETE FROM connector_state WHERE connector = $1 AND key = $2 RETURNING key",
-        (_HELD, str(message_id)),
+        (HELD, str(message_id)),
     )
-    row = one(
-        (yield Q(f"SELECT {MSG_COLS} FROM chat_messages WHERE id = $1", (message_id,))),
-        "message",
-        message_id,
-    )
-    jobs = yield Q(f"SELECT {JOB_COLS} FROM reactive_jobs WHERE message_id = $1", (message_id,))
-    created = bool(held) and not jobs
+    message = yield from get_message(d, message_id)
+    job = yield from job_for_message(d, message_id)
+    created = bool(held) and job is None
     if created:
         # Newer by the same author in the same chat: in a group another member's
         # message supersedes nothing of this one (jobs are the chat's and the author's).
         newer = yield Q(
             "SELECT 1 AS one FROM reactive_jobs WHERE message_id > $1 AND thread_id = $2 "
             "AND user_id IS NOT DISTINCT FROM $3 LIMIT 1",
-            (message_id, row["thread_id"], row["user_id"]),
+            (message_id, message.thread_id, message.user_id),
         )
         status, error = ("canceled", "superseded by a newer message") if newer else ("queued", None)
         jobs = yield Q(
             "INSERT INTO reactive_jobs (thread_id, user_id, message_id, status, mode, payload, "
             "error, created_at, updated_at) VALUES ($1, $2, $3, $4, 'chat', $5, $6, $7, $7) "
             f"RETURNING {JOB_COLS}",
-            (row["thread_id"], row["user_id"], message_id, status, d.json({}), error, ts),
+            (message.thread_id, message.user_id, message_id, status, d.json({}), error, ts),
         )
-        updated = yield Q(
-            f"UPDATE chat_messages SET text = $2 WHERE id = $1 RETURNING {MSG_COLS}",
-            (message_id, text),
-        )
-        row = updated[0]
-    elif not jobs:
+        job = to_job(d, jobs[0])
+        yield Q("UPDATE chat_messages SET text = $2 WHERE id = $1", (message_id, text))
+        message = replace(message, text=text)
+    elif job is None:
         raise NotFound("held message", message_id)
-    trows = yield Q(f"SELECT {THREAD_COLS} FROM chat_threads WHERE id = $1", (row["thread_id"],))
-    return IngestResult(
-        message=to_message(d, row),
-        job=to_job(d, jobs[0]),
-        thread=to_thread(d, trows[0]),
-        created=created,
-    )
+    thread = yield from thread_by_id(d, message.thread_id)
+    if thread is None:  # cannot be: a message's thread is its foreign key
+        raise NotFound("thread", message.thread_id)
+    return IngestResult(message=message, job=job, thread=thread, created=created)
 
 
 # ---------------------------------------------------------------- the Store's part
@@ -153,7 +140,7 @@ class Held(StorePart):
         released. Durable when it returns. Not group-committed (one
         transaction per call): held messages are the rare, slow kind. A
         message's key must be ingested one way only: :meth:`ingest` of a held
-        message's key raises.
+        message's key raises IllegalTransition (``held`` cannot become ``queued``).
         """
         return await self._run(ingest_held, inbound, self._clock())
 
@@ -172,11 +159,12 @@ class Held(StorePart):
     async def release_held(self, message_id: int, text: str) -> IngestResult:
         """End a message's hold in one transaction: its text becomes ``text`` and its
         job is created, queued, or already canceled when a newer message of the
-        same thread has a job (the newest message wins, as a thread's claim
-        decides, whatever order the jobs were made in). ``created`` says whether
-        this call released it; a second call returns the record unchanged.
-        NotFound for a message that has neither a hold nor a job; ValueError for
-        text storage refuses.
+        same author in the same chat has a job (the newest message wins, as the
+        author's actor's claim decides, whatever order the jobs were made in;
+        another group member's message supersedes nothing of it). The message
+        comes with its artifacts. ``created`` says whether this call released
+        it; a second call returns the record unchanged. NotFound for a message
+        that has neither a hold nor a job; ValueError for text storage refuses.
         """
         check_storable(text=text)
         return await self._run(release_held, message_id, text, self._clock())

@@ -20,7 +20,7 @@ from protocols import Inbound, Received
 from ._backend import Script
 from ._common import StorePart, where_in
 from ._dialect import Dialect, Q, Row
-from ._errors import StoreUnavailable
+from ._errors import IllegalTransition, StoreUnavailable
 from ._group import GroupCommit
 from ._jobs import JOB_COLS, Job, to_job
 from ._messages import (
@@ -75,7 +75,9 @@ _MSG_TYPES = (
 _JOB_TYPES = ("bigint", "bigint", "bigint", "text", "text", "jsonb", "timestamptz", "timestamptz")
 
 
-def ingest(d: Dialect, items: Sequence[Inbound], now: datetime) -> Script[list[IngestResult]]:
+def ingest(
+    d: Dialect, items: Sequence[Inbound], now: datetime
+) -> Script[list[outcome.Outcome[IngestResult]]]:
     """Store each inbound message with its queued job; a known one is returned as stored.
 
     Set-based: four statements for the whole batch, whatever its
@@ -84,7 +86,10 @@ def ingest(d: Dialect, items: Sequence[Inbound], now: datetime) -> Script[list[I
     (see ``Dialect.rows``). Items are matched to returned rows by natural
     key, never by row order, which neither dialect promises for RETURNING.
     The same key twice in one batch is stored once; the later items get
-    ``created=False``.
+    ``created=False``. One outcome per item: the key of a held message (stored
+    by ``ingest_held``, no job yet: a key is ingested one way only) is
+    IllegalTransition for that item alone, not an error of the batch's
+    transaction.
     """
     ts = d.ts(now)
     first: dict[str, Inbound] = {}
@@ -146,18 +151,22 @@ def ingest(d: Dialect, items: Sequence[Inbound], now: datetime) -> Script[list[I
         where, args = where_in(d, "id", "bigint", thread_ids)
         trows = yield Q(f"SELECT {THREAD_COLS} FROM chat_threads WHERE {where}", args)
         thread_of.update((r["id"], to_thread(d, r)) for r in trows)
-    results = []
+    results: list[outcome.Outcome[IngestResult]] = []
     for m in items:
         key = m.idempotency_key
         row = messages[key]
-        results.append(
-            IngestResult(
-                message=to_message(d, row),
-                job=job_of[row["id"]],
-                thread=thread_of[row["thread_id"]],
-                created=key in created and first[key] is m,
-            )
+        job = job_of.get(row["id"])
+        if job is None:
+            held = IllegalTransition("message", row["id"], "held", "queued")
+            results.append(outcome.Error(held))
+            continue
+        result = IngestResult(
+            message=to_message(d, row),
+            job=job,
+            thread=thread_of[row["thread_id"]],
+            created=key in created and first[key] is m,
         )
+        results.append(outcome.Value(result))
     return results
 
 
@@ -244,18 +253,18 @@ class Inbox(StorePart):
         Idempotent on ``inbound.idempotency_key`` (platform, chat, message id):
         a second delivery returns the first record with ``created=False`` and
         creates nothing. When this returns, the record is durable (committed;
-        on SQLite, fsynced). With group commit, concurrent calls share a
-        transaction; see ``GroupCommit.submit`` for cancellation.
+        on SQLite, fsynced). IllegalTransition for the key of a message stored
+        held (``ingest_held``), which this call leaves as it is. With group
+        commit, concurrent calls share a transaction (one item's error is its
+        own); see ``GroupCommit.submit`` for cancellation.
         """
         if self._group is not None:
             return await self._group.submit(inbound)
-        results: list[IngestResult] = await self._run(ingest, [inbound], self._clock())
-        return results[0]
+        return (await self._run(ingest, [inbound], self._clock()))[0].unwrap()
 
     async def _flush_ingest(self, items: Sequence[Inbound]) -> list[outcome.Outcome[IngestResult]]:
         try:
-            results = await self._run(ingest, items, self._clock())
-            return [outcome.Value(r) for r in results]
+            return await self._run(ingest, items, self._clock())
         except StoreUnavailable:
             raise  # the database, not an item: every caller gets it, nothing retried
         except Exception:
@@ -265,7 +274,7 @@ class Inbox(StorePart):
         out: list[outcome.Outcome[IngestResult]] = []
         for n, item in enumerate(items):
             try:
-                out.append(outcome.Value((await self._run(ingest, [item], self._clock()))[0]))
+                out.append((await self._run(ingest, [item], self._clock()))[0])
             except StoreUnavailable as exc:
                 # Down mid-fallback: fail the rest now rather than wait out a
                 # connect timeout per item inside the shielded flush.

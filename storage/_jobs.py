@@ -12,18 +12,21 @@ from typing import Any, Literal
 
 import trio
 
-from protocols import Received
+from protocols import Received, ReplyKind
 
 from ._backend import Script
 from ._common import (
     StorePart,
     author_id,
     author_key,
+    by_author,
+    check_after_id,
     check_limit,
     check_storable,
     one,
     split_key,
 )
+from ._connector_state import HELD
 from ._dialect import Dialect, Q, Row
 from ._errors import IllegalTransition
 from ._messages import THREAD_COLS, ThreadRecord, to_thread
@@ -35,6 +38,7 @@ __all__ = [
     "JobStatus",
     "Jobs",
     "finish_job",
+    "reply_key",
     "to_job",
 ]
 
@@ -52,6 +56,8 @@ class Job:
     id: int
     thread_id: int
     message_id: int
+    #: ``users.id`` of the message's author (None only for a job older than authors)
+    user_id: int | None
     status: JobStatus
     mode: str
     payload: dict[str, Any]
@@ -61,9 +67,16 @@ class Job:
     updated_at: datetime
 
 
+def reply_key(kind: ReplyKind, job_id: int) -> str:
+    """The outbox key of a job's reply of ``kind`` (``error:<job id>``): one reply of
+    each kind per job, whoever records it (the user actor, or ``recover`` giving up)."""
+    return f"{kind}:{job_id}"
+
+
 # ---------------------------------------------------------------- rows -> records
 JOB_COLS = (
-    "id, thread_id, message_id, status, mode, payload, attempts, error, created_at, updated_at"
+    "id, thread_id, message_id, user_id, status, mode, payload, attempts, error, created_at, "
+    "updated_at"
 )
 
 # Which states a job may move to each target from (see JobStatus).
@@ -79,6 +92,7 @@ def to_job(d: Dialect, r: Row) -> Job:
         id=r["id"],
         thread_id=r["thread_id"],
         message_id=r["message_id"],
+        user_id=r["user_id"],
         status=r["status"],
         mode=r["mode"],
         payload=d.from_json(r["payload"]),
@@ -89,20 +103,36 @@ def to_job(d: Dialect, r: Row) -> Job:
     )
 
 
+def _not_behind_held(job: str) -> str:
+    """SQL: no earlier message of the author of ``job`` (reactive_jobs' name or alias
+    in the query) in its chat is still held. A held photo is answered before the
+    text sent after it, whatever wakes the author's actor first (another chat's
+    message, an OK, a restart, the reconciler): its release makes the text's job
+    claimable. Cheap: held markers are few (the CASE keeps Postgres from casting
+    other connectors' keys, as in ``_held.held_messages``)."""
+    return (
+        "NOT EXISTS (SELECT 1 FROM connector_state s JOIN chat_messages h "
+        f"ON h.id = CAST(CASE WHEN s.connector = '{HELD}' THEN s.key END AS BIGINT) "
+        f"WHERE s.connector = '{HELD}' AND h.thread_id = {job}.thread_id "
+        f"AND h.user_id = {job}.user_id AND h.id < {job}.message_id)"
+    )
+
+
 # ---------------------------------------------------------------- scripts
 def claim_jobs(
     d: Dialect, limit: int, thread_id: int | None, author: str | None, now: datetime
 ) -> Script[list[Job]]:
     """Move up to ``limit`` queued jobs (oldest first) to running and return them;
-    only ``thread_id``'s and only ``author``'s (a user key) when given."""
-    where = "status = 'queued'"
+    only ``thread_id``'s and only ``author``'s (a user key) when given; none waiting
+    behind a held message."""
+    where = f"status = 'queued' AND {_not_behind_held('reactive_jobs')}"
     args: tuple[Any, ...] = (limit, d.ts(now))
     if thread_id is not None:
         where += f" AND thread_id = ${len(args) + 1}"
         args += (thread_id,)
-    if author is not None:
-        where += f" AND user_id = {author_id(len(args) + 1)}"
-        args += split_key(author)
+    mine, who = by_author(author, len(args) + 1)
+    where += mine
+    args += who
     rows = yield Q(
         "UPDATE reactive_jobs SET status = 'running', attempts = attempts + 1, updated_at = $2 "
         f"WHERE status = 'queued' AND id IN (SELECT id FROM reactive_jobs WHERE {where} "
@@ -139,11 +169,11 @@ def get_job(d: Dialect, job_id: int) -> Script[Job]:
 
 def running_jobs(d: Dialect, thread_id: int, author: str | None) -> Script[list[Job]]:
     """The thread's jobs in ``running`` (only ``author``'s when given), oldest first."""
-    mine = f" AND user_id = {author_id(2)}" if author is not None else ""
+    mine, who = by_author(author, 2)
     rows = yield Q(
         f"SELECT {JOB_COLS} FROM reactive_jobs WHERE thread_id = $1 AND status = 'running'{mine} "
         "ORDER BY id",
-        (thread_id, *(split_key(author) if author is not None else ())),
+        (thread_id, *who),
     )
     return [to_job(d, r) for r in rows]
 
@@ -179,16 +209,20 @@ def job_for_message(d: Dialect, message_id: int) -> Script[Job | None]:
     return to_job(d, rows[0]) if rows else None
 
 
-def queued_work(d: Dialect, limit: int, before: datetime | None) -> Script[list[Received]]:
-    """Queued jobs with what routes them to their user's actor, oldest first; only
-    those last changed before ``before`` when given."""
-    age = " AND j.updated_at < $2" if before is not None else ""
+def queued_work(
+    d: Dialect, limit: int, before: datetime | None, after_id: int
+) -> Script[list[Received]]:
+    """Queued jobs with what routes them to their user's actor, oldest first (none
+    waiting behind a held message), with job ids above ``after_id``; only those last
+    changed before ``before`` when given."""
+    age = " AND j.updated_at < $3" if before is not None else ""
     rows = yield Q(
         "SELECT j.id AS job_id, m.id AS message_id, t.id AS thread_id, t.platform, t.chat_id, "
         "u.platform_user_id, m.text FROM reactive_jobs j "
         "JOIN chat_messages m ON m.id = j.message_id JOIN chat_threads t ON t.id = j.thread_id "
-        f"JOIN users u ON u.id = m.user_id WHERE j.status = 'queued'{age} ORDER BY j.id LIMIT $1",
-        (limit,) + ((d.ts(before),) if before is not None else ()),
+        f"JOIN users u ON u.id = m.user_id WHERE j.status = 'queued' AND j.id > $2 "
+        f"AND {_not_behind_held('j')}{age} ORDER BY j.id LIMIT $1",
+        (limit, after_id) + ((d.ts(before),) if before is not None else ()),
     )
     return [
         Received(
@@ -209,11 +243,11 @@ def recover(
 ) -> Script[tuple[int, int]]:
     """Requeue jobs a crash left running (not those waiting for an OK); fail those
     already tried ``max_attempts`` times, recording ``gave_up`` (when given) as the
-    reply to each in the same transaction (key ``error:<job id>``), so the user is
-    told once, whoever sends it."""
+    reply to each in the same transaction (key ``error:<job id>``: :func:`reply_key`),
+    so the user is told once, whoever sends it."""
     ts = d.ts(now)
     # A job whose plan waits for the user's OK is not interrupted work: it stays
-    # running (its thread resumes waiting), however many restarts pass.
+    # running (its author's actor resumes waiting), however many restarts pass.
     waiting = (
         "NOT EXISTS (SELECT 1 FROM approvals a WHERE a.message_id = reactive_jobs.message_id "
         "AND a.status = 'pending')"
@@ -241,7 +275,7 @@ def _notices(d: Dialect, jobs: list[tuple[int, int, int]], text: str, ts: Any) -
     source, args = d.rows(
         ("bigint", "text", "text", "text", "bigint", "jsonb", "timestamptz"),
         [
-            (thread, "assistant", text, f"error:{job}", message, raw, ts)
+            (thread, "assistant", text, reply_key("error", job), message, raw, ts)
             for job, thread, message in jobs
         ],
     )
@@ -263,11 +297,13 @@ class Jobs(StorePart):
 
         They become ``running`` with ``attempts`` raised by one. Concurrent
         claimers (other tasks, other processes on Postgres) never get the same
-        job. With ``thread_id``, only that thread's jobs; with ``author`` (a user
+        job. With ``thread_id``, only that chat's jobs; with ``author`` (a user
         key ``platform:id``), only jobs of that user's messages (in a group, each
-        member's thread claims its own). ValueError for a malformed key. Once begun it is not
-        interrupted by cancellation (see the comment): a caller cancelled
-        before it began claims nothing.
+        member's user actor claims its own). A job whose author has an earlier
+        message in its chat still held (``ingest_held``: a photo not yet described)
+        waits until that is released. ValueError for a malformed key. Once
+        begun it is not interrupted by cancellation (see the comment): a caller
+        cancelled before it began claims nothing.
         """
         check_limit("limit", limit)
         # Shielded: a claim that committed must reach its caller, or its jobs
@@ -292,8 +328,9 @@ class Jobs(StorePart):
         return await self._run(get_job, job_id)
 
     async def running_jobs(self, thread_id: int, *, author: str | None = None) -> list[Job]:
-        """The thread's jobs left ``running`` (only ``author``'s messages' when given),
-        oldest first: a restarted thread's unfinished work."""
+        """The chat thread's jobs left ``running`` (only ``author``'s messages' when
+        given), oldest first: the unfinished work a restarted user actor resumes
+        there."""
         return await self._run(running_jobs, thread_id, author_key(author))
 
     async def open_threads(self, author: str) -> list[ThreadRecord]:
@@ -312,14 +349,19 @@ class Jobs(StorePart):
         return await self._run(job_for_message, message_id)
 
     async def queued_work(
-        self, limit: int = 1000, *, older_than_s: float | None = None
+        self, limit: int = 1000, *, older_than_s: float | None = None, after_id: int = 0
     ) -> list[Received]:
         """Queued jobs as the ``Received`` that routes each to its user's actor,
-        oldest first: what ``greenroom run`` re-dispatches after ``recover()``. With
-        ``older_than_s``, only jobs unchanged for that long by the Store's clock (what
-        the reconciler re-dispatches: work nobody picked up)."""
+        oldest first: what ``greenroom run`` re-dispatches after ``recover()``. Jobs
+        that :meth:`claim_jobs` would not hand out yet (behind a held message) are
+        not listed. With ``older_than_s``, only jobs unchanged for that long by the
+        Store's clock (what the reconciler re-dispatches: work nobody picked up).
+        Only job ids above ``after_id``: a sweep passes the last id it saw, so
+        it moves on past work it gave up on instead of being handed it first
+        forever. ValueError for a negative ``after_id``."""
         check_limit("limit", limit)
-        return await self._run(queued_work, limit, self._before(older_than_s))
+        check_after_id(after_id)
+        return await self._run(queued_work, limit, self._before(older_than_s), after_id)
 
     async def recover(
         self, *, max_attempts: int = 2, gave_up: str | None = None
@@ -329,7 +371,8 @@ class Jobs(StorePart):
         A job already started ``max_attempts`` times is failed instead, so a
         message that crashes the process cannot loop forever; with ``gave_up``,
         that text is recorded in the same transaction as the reply to each failed
-        job (outbox key ``error:<job id>``, unsent), so its author is told once. A job whose plan
+        job (outbox key ``error:<job id>``, :func:`reply_key`; unsent), so its author is
+        told once. A job whose plan
         has a pending approval is left running: it waits for the user's OK. Call it once,
         before claiming, from the one process that owns the database.
         """

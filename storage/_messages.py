@@ -28,6 +28,7 @@ __all__ = [
     "StoredMessage",
     "ThreadRecord",
     "get_message",
+    "thread_by_id",
     "to_message",
     "to_thread",
 ]
@@ -171,7 +172,7 @@ def messages_after(
     d: Dialect, thread_id: int, after_id: int, limit: int
 ) -> Script[list[StoredMessage]]:
     """The thread's messages (every role) with id > ``after_id``, oldest first, with
-    their artifacts: what a thread's cached context has not seen yet."""
+    their artifacts: what a user actor's cached context of the chat has not seen yet."""
     rows = yield Q(
         f"SELECT {MSG_COLS} FROM chat_messages WHERE thread_id = $1 AND id > $2 "
         "ORDER BY id LIMIT $3",
@@ -199,10 +200,8 @@ def get_message(d: Dialect, message_id: int) -> Script[StoredMessage]:
         "message",
         message_id,
     )
-    arts = yield Q(
-        f"SELECT {_ART} FROM message_artifacts WHERE message_id = $1 ORDER BY id", (message_id,)
-    )
-    return to_message(d, row, tuple(_artifact(d, a) for a in arts))
+    [message] = yield from _with_artifacts(d, [row])
+    return message
 
 
 def add_artifact(
@@ -272,7 +271,8 @@ class Messages(StorePart):
         self, thread_id: int, after_id: int = 0, *, limit: int = 100
     ) -> list[StoredMessage]:
         """The thread's messages of every role with an id above ``after_id``, oldest
-        first, with their artifacts: what a thread's cached context has not seen yet.
+        first, with their artifacts: what a user actor's cached context of the chat
+        has not seen yet.
         Costs what it returns, whatever the thread's length."""
         check_limit("limit", limit)
         return await self._run(messages_after, thread_id, after_id, limit)

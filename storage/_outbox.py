@@ -14,7 +14,14 @@ from typing import Any
 from protocols import Deliver
 
 from ._backend import Script
-from ._common import StorePart, check_limit, check_reply_key, check_storable, one
+from ._common import (
+    StorePart,
+    check_after_id,
+    check_limit,
+    check_reply_key,
+    check_storable,
+    one,
+)
 from ._dialect import Dialect, Q
 from ._errors import IllegalTransition
 from ._jobs import Job, JobStatus, finish_job
@@ -96,12 +103,12 @@ def mark_sent(
 
 
 def unsent_replies(
-    d: Dialect, platform: str | None, limit: int, before: datetime | None
+    d: Dialect, platform: str | None, limit: int, before: datetime | None, after_id: int
 ) -> Script[list[PendingReply]]:
-    """Replies recorded but not confirmed sent, oldest first (only those recorded
-    before ``before`` when given)."""
-    where = ""
-    args: tuple[Any, ...] = (limit,)
+    """Replies recorded but not confirmed sent, oldest first, with message ids above
+    ``after_id`` (only those recorded before ``before`` when given)."""
+    where = " AND m.id > $2"
+    args: tuple[Any, ...] = (limit, after_id)
     if platform is not None:
         where += f" AND t.platform = ${len(args) + 1}"
         args += (platform,)
@@ -123,12 +130,15 @@ def finish_with_reply(
     job_id: int,
     status: JobStatus,
     error: str | None,
-    reply: tuple[int, str, str, int | None, dict[str, Any]],
+    thread_id: int,
+    text: str,
+    key: str,
+    reply_to: int | None,
+    raw: dict[str, Any],
     now: datetime,
 ) -> Script[tuple[StoredMessage, Job]]:
-    """Record a job's last reply (thread, text, key, reply_to, raw) and finish the job,
-    in one transaction: the record says answered exactly when the answer is there."""
-    thread_id, text, key, reply_to, raw = reply
+    """Record a job's last reply and finish the job, in one transaction: the record
+    says answered exactly when the answer is there."""
     message, _ = yield from record_reply(
         d, thread_id, text, key, "assistant", "", reply_to, raw, now
     )
@@ -185,14 +195,23 @@ class Outbox(StorePart):
         return await self._run(mark_sent, message_id, platform_message_id, self._clock())
 
     async def unsent_replies(
-        self, platform: str | None = None, *, limit: int = 1000, older_than_s: float | None = None
+        self,
+        platform: str | None = None,
+        *,
+        limit: int = 1000,
+        older_than_s: float | None = None,
+        after_id: int = 0,
     ) -> list[PendingReply]:
         """Replies recorded but not marked sent, oldest first: what a connector hands
         back to its platform at start. Nothing marked sent is ever listed. With
-        ``older_than_s``, only replies recorded at least that long ago (the reconciler's)."""
+        ``older_than_s``, only replies recorded at least that long ago (the
+        reconciler's). Only message ids above ``after_id``: a sweep passes the last
+        id it saw, so it moves on past replies it gave up on. ValueError for a
+        negative ``after_id``."""
         check_limit("limit", limit)
+        check_after_id(after_id)
         before = self._before(older_than_s)
-        return await self._run(unsent_replies, platform, limit, before)
+        return await self._run(unsent_replies, platform, limit, before, after_id)
 
     async def finish_with_reply(
         self,
@@ -214,5 +233,15 @@ class Outbox(StorePart):
             raise ValueError(f"status must be done, failed or canceled, not {status!r}")
         check_storable(text=text, key=key, raw=raw, error=error or "")
         check_reply_key(key)
-        reply = (thread_id, text, key, reply_to, raw)
-        return await self._run(finish_with_reply, job_id, status, error, reply, self._clock())
+        return await self._run(
+            finish_with_reply,
+            job_id,
+            status,
+            error,
+            thread_id,
+            text,
+            key,
+            reply_to,
+            raw,
+            self._clock(),
+        )

@@ -6,22 +6,8 @@ an advisory lock in one transaction. asyncpg's and the socket's exceptions
 are translated here: an outage is :class:`StoreUnavailable` naming the URL
 with its password masked.
 
-Ownership (issue 10, item 5): the owning process holds a session advisory
-lock on a connection of its own, outside the pool. The lock lives exactly as
-long as that server session, so the server can drop it (a restart, an
-administrator's ``pg_terminate_backend``, an idle-session kill) and another
-process can then take it. :meth:`PostgresBackend.check_ownership` finds out;
-its states::
-
-    not exclusive --take_ownership--> held
-    held --session gone--> unconfirmed (server unreachable: retried at each check)
-    unconfirmed --lock free--> held
-    held / unconfirmed --another session holds it--> lost (final)
-
-``lost`` is kept: every later ``check_ownership`` and ``take_ownership``
-raises the same :class:`DatabaseInUse` without asking the server, even if the
-other process has let go meanwhile (it may have requeued this process's
-running jobs: this process must end, not carry on).
+Ownership (issue 10, item 5) is :class:`OwnerLock`'s (``_pg_owner``): the
+backend makes one and hands ``take_ownership``/``check_ownership`` to it.
 """
 
 from __future__ import annotations
@@ -40,8 +26,10 @@ from protocols import mask_url
 from ._aioloop import LoopThread
 from ._backend import Script
 from ._dialect import POSTGRES, Dialect
-from ._errors import DatabaseInUse, MigrationError, StorageError, StoreUnavailable
+from ._errors import MigrationError, StorageError, StoreUnavailable
 from ._migrate import SCHEMA_TABLE, known_migrations, pending_migrations
+from ._pg_errors import CONNECTION_ERRORS, reason
+from ._pg_owner import OwnerLock
 
 __all__ = ["PostgresBackend"]
 
@@ -50,17 +38,6 @@ P = ParamSpec("P")
 _log = structlog.get_logger("greenroom.storage")
 # pg_advisory_xact_lock key for migrations: any constant unique to greenroom.
 _MIGRATION_LOCK = 0x67726E72  # "grnr"
-# Session advisory lock held by the process that owns the database (< 2**32,
-# so pg_locks shows it as classid 0, objid this).
-_OWNER_LOCK = 0x67726F77  # "grow"
-_CONNECTION_ERRORS = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,  # admin shutdown, crash shutdown, cannot connect now
-    asyncpg.InvalidAuthorizationSpecificationError,
-    asyncpg.InvalidCatalogNameError,
-)
 
 
 class PostgresBackend:
@@ -73,25 +50,12 @@ class PostgresBackend:
         target: str,
         loop: LoopThread,
         pool: asyncpg.Pool,
-        *,
-        url: str | None = None,
-        connect_timeout_s: float = 10.0,
-        command_timeout_s: float = 30.0,
+        ownership: OwnerLock,
     ) -> None:
         self.target = target
         self._loop = loop
         self._pool = pool
-        # Where the owner session connects (the real URL, password included:
-        # never logged; ``target`` is what messages show). None: take_ownership
-        # is refused (a backend made without it cannot own the database).
-        self._url = url
-        self._connect_timeout_s = connect_timeout_s
-        self._command_timeout_s = command_timeout_s
-        # Invariants: _owner is not None only while _exclusive; _lost is final
-        # (set once, never cleared) and, once set, _owner is None.
-        self._exclusive = False  # take_ownership succeeded once: keep owning
-        self._owner: asyncpg.Connection | None = None  # the session holding the lock now
-        self._lost: DatabaseInUse | None = None
+        self._ownership = ownership  # on ``loop``, for the same database
 
     @classmethod
     async def open(
@@ -116,7 +80,7 @@ class PostgresBackend:
                 _create_pool, url, min_size, max_size, connect_timeout_s, command_timeout_s
             )
         except (
-            *_CONNECTION_ERRORS,
+            *CONNECTION_ERRORS,
             ValueError,
             asyncpg.InterfaceError,
             asyncpg.PostgresError,
@@ -125,18 +89,18 @@ class PostgresBackend:
             # malformed URL or option (ValueError, ClientConfigurationError,
             # an unknown server setting): all one line naming the URL.
             await loop.aclose()
-            raise StoreUnavailable(target, _reason(exc)) from None
+            raise StoreUnavailable(target, reason(exc)) from None
         except BaseException:
             await loop.aclose()  # shielded inside: cancelled mid-connect leaks nothing
             raise
-        return cls(
+        ownership = OwnerLock(
             target,
             loop,
-            pool,
             url=url,
             connect_timeout_s=connect_timeout_s,
             command_timeout_s=command_timeout_s,
         )
+        return cls(target, loop, pool, ownership)
 
     async def run(
         self,
@@ -153,14 +117,14 @@ class PostgresBackend:
         script = fn(POSTGRES, *args, **kwargs)
         try:
             return await self._loop.run(self._drive, script)
-        except _CONNECTION_ERRORS as exc:
-            raise StoreUnavailable(self.target, _reason(exc)) from exc
+        except CONNECTION_ERRORS as exc:
+            raise StoreUnavailable(self.target, reason(exc)) from exc
         except asyncpg.InterfaceError as exc:
             if "closed" in str(exc) or "connection" in str(exc):
                 # The server went away mid-transaction ("the underlying
                 # connection is closed"): an outage, not a bad request.
-                raise StoreUnavailable(self.target, _reason(exc)) from exc
-            raise StorageError(f"postgres: {_reason(exc)}") from exc
+                raise StoreUnavailable(self.target, reason(exc)) from exc
+            raise StorageError(f"postgres: {reason(exc)}") from exc
         except (
             asyncpg.PostgresError,
             asyncpg.InternalClientError,
@@ -168,7 +132,7 @@ class PostgresBackend:
             TypeError,
             OverflowError,
         ) as exc:
-            raise StorageError(f"postgres: {_reason(exc)}") from exc
+            raise StorageError(f"postgres: {reason(exc)}") from exc
 
     async def _drive(self, script: Script[T]) -> T:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -184,112 +148,22 @@ class PostgresBackend:
                 script.close()
 
     async def take_ownership(self) -> None:
-        """Hold the owner lock (a session advisory lock on a connection of its own)
-        until :meth:`aclose`. Idempotent once held.
-
-        Raises DatabaseInUse naming the server process (backend pid) of the
-        holder, StoreUnavailable when the server cannot be reached. After a
-        loss (see :meth:`check_ownership`) it raises that loss again. A
-        checkpoint; if cancelled, either no lock was taken or it is held and
-        recorded (so :meth:`aclose` releases it): never one nobody knows of.
-        """
-        if self._lost is not None:
-            raise self._lost
-        if self._owner is None:
-            await self._take()
-        self._exclusive = True
+        """Hold the owner lock until :meth:`aclose` (see :meth:`OwnerLock.take`)."""
+        await self._ownership.take()
 
     async def check_ownership(self) -> None:
-        """Make sure this process still owns the database (after :meth:`take_ownership`).
-
-        One round trip on the owner session when all is well. If the server
-        dropped that session, the lock went with it: take it again at once.
-        Raises:
-
-        - DatabaseInUse when another session holds the lock (another process
-          took the database while this one's session was gone). Final: every
-          later call raises it again, without I/O.
-        - StoreUnavailable when the server cannot be reached (or refuses
-          connections) to take the lock back; the next call tries again. This
-          process does not own the database meanwhile, but nobody else
-          provably does either.
-
-        A no-op before :meth:`take_ownership`. A checkpoint; if cancelled, the
-        state is as before the call (a session that broke meanwhile is found
-        by the next one).
-        """
-        if self._lost is not None:
-            raise self._lost
-        if not self._exclusive:
-            return  # never exclusive
-        owner = self._owner
-        if owner is not None:
-            try:
-                await self._loop.run(owner.fetchval, "SELECT 1")
-                return
-            except Exception:
-                # Closed, terminated mid-operation (asyncpg then says InternalClientError
-                # "another operation is in progress"), timed out (a half-open TCP
-                # connection): any failure of the probe means this session, and the
-                # lock, may be gone. Close it for certain, so no lock survives on a
-                # session this process no longer watches.
-                pass
-            self._owner = None
-            with trio.CancelScope(shield=True):
-                await self._discard(owner)
-            _log.warning("ownership_session_lost", target=self.target)
-        await self._take()
-        _log.info("ownership_regained", target=self.target)
-
-    async def _take(self) -> None:
-        """One try at the lock on a fresh connection; sets ``_owner`` or raises
-        (DatabaseInUse, which is recorded as the loss once this backend owned the
-        database, or StoreUnavailable)."""
-        if self._url is None:
-            raise StorageError("postgres: this backend was made without a URL; it cannot own")
-        try:
-            conn, holder = await self._loop.run(
-                _try_lock, self._url, self._connect_timeout_s, self._command_timeout_s
-            )
-        except (
-            *_CONNECTION_ERRORS,
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-            asyncpg.InternalClientError,
-        ) as exc:
-            # Refused, down, or "database is not currently accepting connections"
-            # (a PostgresError at connect): no answer either way, so nothing is
-            # decided; the next check tries again.
-            raise StoreUnavailable(self.target, _reason(exc)) from exc
-        if conn is not None:
-            self._owner = conn
-            return
-        who = "unknown" if holder is None else str(holder)
-        if self._exclusive:
-            self._lost = DatabaseInUse(
-                self.target,
-                f"another greenroom process (postgres backend pid {who}) took it over",
-            )
-            raise self._lost
-        raise DatabaseInUse(
-            self.target, f"another greenroom process (postgres backend pid {who}) has it open"
-        )
-
-    async def _discard(self, conn: asyncpg.Connection) -> None:
-        try:
-            await self._loop.run(_close_quickly, conn)
-        except Exception:  # a closed loop: the connection went with it
-            pass
+        """Make sure this process still owns the database (see :meth:`OwnerLock.check`)."""
+        await self._ownership.check()
 
     async def migrate(self) -> list[int]:
         """Apply the migrations not yet applied; return their versions (empty: up to date)."""
         try:
             return await self._loop.run(self._migrate)
-        except _CONNECTION_ERRORS as exc:
-            raise StoreUnavailable(self.target, _reason(exc)) from exc
+        except CONNECTION_ERRORS as exc:
+            raise StoreUnavailable(self.target, reason(exc)) from exc
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # e.g. no CREATE on schema public (Postgres 15's default for new roles)
-            raise MigrationError(f"postgres migration failed: {_reason(exc)}") from exc
+            raise MigrationError(f"postgres migration failed: {reason(exc)}") from exc
 
     async def _migrate(self) -> list[int]:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -307,7 +181,7 @@ class PostgresBackend:
                     await conn.execute(m.sql)
                 except asyncpg.PostgresError as exc:
                     raise MigrationError(
-                        f"postgres migration {m.version:04d}_{m.name} failed: {_reason(exc)}"
+                        f"postgres migration {m.version:04d}_{m.name} failed: {reason(exc)}"
                     ) from exc
                 await conn.execute(
                     f"INSERT INTO {SCHEMA_TABLE} (version, name) VALUES ($1, $2)", m.version, m.name
@@ -319,65 +193,12 @@ class PostgresBackend:
     async def aclose(self) -> None:
         """Close the pool (waiting for connections in use) and the loop thread. Idempotent."""
         with trio.CancelScope(shield=True):
-            self._exclusive = False
-            if self._owner is not None:
-                owner, self._owner = self._owner, None
-                try:
-                    await self._loop.run(_release_owner, owner)
-                except Exception:  # a broken connection: the session is gone anyway
-                    pass
+            await self._ownership.release()
             try:
                 await self._loop.run(_close_pool, self._pool)
             except Exception:  # a closed loop: nothing left to close
                 pass
             await self._loop.aclose()
-
-
-async def _try_lock(
-    url: str, connect_timeout_s: float, command_timeout_s: float
-) -> tuple[asyncpg.Connection | None, int | None]:
-    """Connect and try the owner lock: (the connection now holding it, None) or
-    (None, the backend pid of the session that holds it, if it still does).
-
-    A connection of its own, not a pooled one: after an outage the pool's idle
-    connections are dead until used, and a re-take through the pool would
-    fail once for each of them before it reached a live one."""
-    conn = await asyncpg.connect(url, timeout=connect_timeout_s, command_timeout=command_timeout_s)
-    try:
-        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", _OWNER_LOCK):
-            return conn, None
-        holder: int | None = await conn.fetchval(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 "
-            "AND objid = $1 AND objsubid = 1 AND granted AND database = "
-            "(SELECT oid FROM pg_database WHERE datname = current_database())",
-            _OWNER_LOCK,
-        )
-    except BaseException:
-        await _close_quickly(conn)
-        raise
-    await _close_quickly(conn)
-    return None, holder
-
-
-async def _release_owner(conn: asyncpg.Connection) -> None:
-    # Unlock, then end the session (which would release it anyway).
-    try:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _OWNER_LOCK)
-    finally:
-        await _close_quickly(conn)
-
-
-async def _close_quickly(conn: asyncpg.Connection) -> None:
-    """Close a connection, or drop its socket at once if closing fails or the
-    server does not answer within 2 s (a dead session has nothing to say). Raises
-    nothing but cancellation (after dropping the socket)."""
-    try:
-        await asyncio.wait_for(conn.close(), timeout=2.0)
-    except Exception:
-        conn.terminate()
-    except BaseException:
-        conn.terminate()
-        raise
 
 
 async def _close_pool(pool: asyncpg.Pool) -> None:
@@ -411,11 +232,3 @@ async def _create_pool(
         init=_init_connection,
         reset=_keep_session,
     )
-
-
-def _reason(exc: BaseException) -> str:
-    """One line: the first of the message (asyncpg adds DETAIL lines that can
-    quote argument values), no URL (asyncpg puts none in its messages; socket
-    errors carry only host and port)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

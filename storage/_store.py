@@ -5,7 +5,7 @@ The Store is one object composed of one part per concern (a mixin each: see
 Every method is one transaction (one script of its concern module), so each
 either happened entirely or not at all. Every method is a checkpoint.
 Cancelling a caller mid-call may still leave the write done (the transaction
-completes on its thread) unless its docstring says otherwise; every write that
+completes on the backend's own OS thread) unless its docstring says otherwise; every write that
 a retry could repeat is therefore idempotent by a key (``ingest`` by the
 platform's message id, ``record_reply`` by the idempotency key, ``mark_sent``
 and ``decide`` by state). Unreachable databases raise :class:`StoreUnavailable`.

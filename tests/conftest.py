@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.fake_llm",
     "tests.fake_telegram",
     "tests.nostrkit",
+    "tests.pgkit",
 ]
 
 

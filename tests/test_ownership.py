@@ -7,7 +7,8 @@ real: ``pg_terminate_backend`` of the owner's session (found by its lock in
 lock, against a real Postgres database from ``ops/pg.py`` and a real
 ``greenroom run`` child; and a replaced lock file on SQLite. In-process tests
 of ``/storage`` on the virtual clock are in ``test_storage_actor.py``; the
-helpers here (``Sessions``, ``LogWatch``, ``within``) serve both.
+helpers here (``LogWatch``, ``within``) serve both, and both take the server's
+sessions from ``tests/pgkit.py`` (the ``sessions`` fixture).
 """
 
 from __future__ import annotations
@@ -22,141 +23,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mutabl
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import asyncpg
 import pytest
 import structlog
 import trio
 
 from config import ConfigError, load_settings
-from ops import pg
-from storage import DatabaseInUse, open_store
-from storage._aioloop import LoopThread
+from storage import DatabaseInUse, Store, StoreUnavailable, open_store
+from storage._postgres import PostgresBackend
 from tests.appkit import open_app
+from tests.pgkit import Proxy, Sessions
 from tests.test_cli import env, start_run
-
-#: The owner lock as ``pg_locks`` shows it (classid 0, objid this, objsubid 1):
-#: storage/_postgres.py's ``_OWNER_LOCK``, spelled out so a change to it is seen.
-OWNER_LOCK = 0x67726F77
-
-_LOCKS_IN = (
-    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = $1 "
-    "AND objsubid = 1 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = $2)"
-)
-
-# Another process taking the database the moment the owner's session is gone:
-# one statement on the server, so the owner (whose next try needs a new
-# connection, a fork on the server) cannot get in between; if it ever did, this
-# fails loudly instead of letting the test pass for the wrong reason.
-_TAKE_OVER = f"""
-DO $$
-BEGIN
-    PERFORM pg_terminate_backend(pid, 5000) FROM pg_locks
-     WHERE locktype = 'advisory' AND classid = 0 AND objid = {OWNER_LOCK} AND objsubid = 1
-       AND granted AND pid <> pg_backend_pid()
-       AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
-    IF NOT pg_try_advisory_lock({OWNER_LOCK}) THEN
-        RAISE EXCEPTION 'the owner took its lock back before the usurper';
-    END IF;
-END $$
-"""
-
-
-class Sessions:
-    """Sessions of our own beside the backend under test, on an asyncio loop
-    thread: an administrator's (on the server's admin database) and, on demand,
-    "another process" (the usurper) on the test's database. Everything it does
-    is limited to the test's database."""
-
-    def __init__(self, loop: LoopThread, admin: asyncpg.Connection, url: str) -> None:
-        self._loop = loop
-        self._admin = admin
-        self._url = url
-        self.database = urlsplit(url).path.lstrip("/")
-        self._usurper: asyncpg.Connection | None = None
-
-    @classmethod
-    @asynccontextmanager
-    async def open(cls, url: str, admin_url: str) -> AsyncIterator[Sessions]:
-        loop = LoopThread()
-        try:
-            admin = await loop.run(asyncpg.connect, admin_url)
-            sessions = cls(loop, admin, url)
-            try:
-                yield sessions
-            finally:
-                with trio.CancelScope(shield=True):
-                    await sessions.allow_connections()
-                    for conn in (sessions._usurper, admin):
-                        if conn is not None:
-                            await loop.run(conn.close)
-        finally:
-            await loop.aclose()
-
-    async def owner_pid(self) -> int | None:
-        """The backend pid of the session holding the owner lock in the test's
-        database, or None."""
-        rows = await self._loop.run(self._admin.fetch, _LOCKS_IN, OWNER_LOCK, self.database)
-        assert len(rows) <= 1, rows
-        return rows[0]["pid"] if rows else None
-
-    async def terminate(self, pid: int) -> None:
-        """End that server session (waiting until it has gone)."""
-        sql = "SELECT pg_terminate_backend($1, 5000)"
-        assert await self._loop.run(self._admin.fetchval, sql, pid)
-
-    async def usurper(self) -> int:
-        """Connect "another process" to the test's database; return its backend pid."""
-        if self._usurper is None:
-            self._usurper = await self._loop.run(asyncpg.connect, self._url)
-        pid: int = await self._loop.run(self._usurper.fetchval, "SELECT pg_backend_pid()")
-        return pid
-
-    async def take_over(self) -> int:
-        """End the owner's session and take its lock at once, as another process
-        would; return the usurper's backend pid (it holds the lock from now on)."""
-        pid = await self.usurper()
-        assert self._usurper is not None
-        await self._loop.run(self._usurper.execute, _TAKE_OVER)
-        assert await self.owner_pid() == pid
-        return pid
-
-    async def refuse_connections(self, *, keep: tuple[int, ...] = ()) -> None:
-        """An outage of the test's database: the server refuses new connections to
-        it and ends every session on it except ``keep``."""
-        await self._loop.run(
-            self._admin.execute, f'ALTER DATABASE "{self.database}" ALLOW_CONNECTIONS false'
-        )
-        await self._loop.run(
-            self._admin.execute,
-            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
-            "WHERE datname = $1 AND pid <> ALL($2::int[])",
-            self.database,
-            list(keep),
-        )
-
-    async def allow_connections(self) -> None:
-        """The outage is over."""
-        await self._loop.run(
-            self._admin.execute, f'ALTER DATABASE "{self.database}" ALLOW_CONNECTIONS true'
-        )
-
-    async def others(self, *but: int) -> int:
-        """How many sessions are open on the test's database, ``but`` those."""
-        count: int = await self._loop.run(
-            self._admin.fetchval,
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> ALL($2::int[])",
-            self.database,
-            list(but),
-        )
-        return count
-
-
-@pytest.fixture
-async def sessions(pg_url: str, pg_server: pg.Server) -> AsyncIterator[Sessions]:
-    async with Sessions.open(pg_url, pg_server.admin_url) as s:
-        yield s
 
 
 class LogWatch:
@@ -330,6 +207,94 @@ async def test_a_greenroom_whose_lock_session_was_killed_takes_it_back_and_stays
     assert [e["signal"] for e in child.named("stopping")] == ["SIGTERM"]
     assert len(child.named("ownership_session_lost")) == 1
     assert child.named("ownership_lost") == [] and child.named("storage_unreachable") == []
+
+
+@asynccontextmanager
+async def owning(url: str, **options: Any) -> AsyncIterator[Store]:
+    """A Store owning the Postgres database at ``url`` whose commands time out
+    after 1 s (an ownership probe of a session that does not answer gives up then)."""
+    backend = await PostgresBackend.open(url, command_timeout_s=1.0, **options)
+    try:
+        await backend.take_ownership()
+        yield Store(backend)
+    finally:
+        await backend.aclose()
+
+
+async def test_an_owner_whose_own_session_stalled_does_not_call_it_a_takeover(
+    tmp_path: Path, pg_url: str, sessions: Sessions
+) -> None:
+    """Review of issue 11: the owner's session stopped answering but did not end
+    (its backend SIGSTOPped; a hung one). The probe gave up on it, and the re-take
+    found the lock held by that very session, recorded "another greenroom process
+    took it over", final, and greenroom exited 3 with nobody else there. Now the
+    check terminates its own earlier session; while that has not ended yet it is
+    StoreUnavailable (try again), and the next check takes the lock back."""
+    with LogWatch().capture() as logs:
+        async with owning(pg_url) as store:
+            first = await sessions.owner_pid()
+            assert first is not None
+            with sessions.stalled(first):
+                with pytest.raises(StoreUnavailable, match=rf"earlier session .*pid {first}\)"):
+                    await store.check_ownership()
+                assert await sessions.owner_pid() == first  # stopped: it cannot end yet
+                with pytest.raises(StoreUnavailable) as again:
+                    await store.check_ownership()
+                assert not isinstance(again.value, DatabaseInUse)
+            # Continued, it ends (the termination was waiting for it): taken back.
+            await store.check_ownership()
+            second = await sessions.owner_pid()
+            assert second is not None and second != first
+            with pytest.raises(DatabaseInUse, match=rf"pid {second}\) has it open"):
+                async with open_store(pg_url, tmp_path, exclusive=True):
+                    pass
+            await store.check_ownership()
+    assert [e["pid"] for e in logs.named("ownership_session_terminated")][:2] == [first, first]
+    assert logs.named("ownership_lost") == []
+
+
+async def test_an_owner_whose_session_went_half_open_ends_it_and_keeps_the_lock(
+    pg_url: str, sessions: Sessions
+) -> None:
+    """Review of issue 11: a half-open owner connection (through a relay that stops
+    passing anything, both ends left open): the server's session lives on, idle,
+    holding the lock, while the owner's probe times out. The check terminates
+    that session, which ends at once, and takes the lock on a new one."""
+    proxy = Proxy(pg_url)
+    with LogWatch().capture() as logs:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(proxy.serve)
+            # No idle pool connections: the owner's session is the relay's only one.
+            async with owning(proxy.url, min_size=0) as store:
+                first = await sessions.owner_pid()
+                assert first is not None
+                assert proxy.freeze() == 1
+                await store.check_ownership()
+                second = await sessions.owner_pid()
+                assert second is not None and second != first
+                await store.check_ownership()
+            nursery.cancel_scope.cancel()
+    assert [e["pid"] for e in logs.named("ownership_session_terminated")] == [first]
+    assert len(logs.named("ownership_session_lost")) == 1
+    assert logs.named("ownership_lost") == []
+
+
+async def test_closing_beside_a_stalled_owner_session_takes_seconds(
+    tmp_path: Path, pg_url: str, sessions: Sessions
+) -> None:
+    """Review of issue 11: the owner's unlock at close ran under the 30 s command
+    timeout inside aclose's shield, so an owner session that stopped answering
+    (half-open, a hung backend: here SIGSTOPped) held the process's exit for
+    ~30 s. Now the unlock has 2 s and the close 2 s more, then the socket is
+    dropped."""
+    async with open_store(pg_url, tmp_path, exclusive=True) as store:
+        owner = await sessions.owner_pid()
+        assert owner is not None
+        with sessions.stalled(owner):
+            began = trio.current_time()
+            await store.aclose()
+            took = trio.current_time() - began
+    assert took < 15.0  # 4 s and some; the old code took the 30 s command timeout
 
 
 # --------------------------------------------------------------------------- SQLite

@@ -25,9 +25,8 @@ from protocols import Ping
 from storage import DatabaseInUse, Store, open_store
 from supervision import ActorSystem, ChildSpec, Supervisor, open_system
 from supervision.testing import Probe
-from tests.test_ownership import LogWatch, Sessions, sessions, within
-
-__all__ = ["sessions"]  # the fixture, shared with test_ownership.py
+from tests.pgkit import Sessions
+from tests.test_ownership import LogWatch, within
 
 INTERVAL = 30.0
 GUARD_S = 30.0  # real seconds: a hang guard, far above a check's few milliseconds

@@ -44,6 +44,7 @@ def test_storage_exports_exactly_its_public_names() -> None:
             "UserRecord",
             "known_migrations",
             "open_store",
+            "reply_key",
         ]
     )
     for name in storage.__all__:

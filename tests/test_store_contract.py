@@ -22,8 +22,12 @@ from storage import (
     TokenUsage,
     known_migrations,
     open_store,
+    reply_key,
 )
+from storage._backend import Script
+from storage._dialect import Dialect, Q
 from tests.conftest import Clock
+from tests.pgkit import Sessions
 
 
 def inbound(
@@ -64,7 +68,86 @@ async def test_an_exclusive_open_keeps_a_second_process_out_until_closed(
 def test_both_dialects_ship_the_same_migration_numbers() -> None:
     sqlite = [(m.version, m.name) for m in known_migrations("sqlite")]
     postgres = [(m.version, m.name) for m in known_migrations("postgres")]
-    assert sqlite == postgres and sqlite[:2] == [(1, "initial"), (2, "connector_state")]
+    assert sqlite == postgres
+    assert sqlite[:4] == [
+        (1, "initial"),
+        (2, "connector_state"),
+        (3, "per_author"),
+        (4, "approvals_by_message"),
+    ]
+
+
+def _version_2_rows(d: Dialect, now: datetime) -> Script[dict[str, int]]:
+    """What greenroom at schema version 2 stored for a group chat: Alice's message
+    with a queued job, Bob's with a running job and a pending plan; neither the jobs
+    nor the plan had an author column yet."""
+    ts = d.ts(now)
+    ids: dict[str, int] = {}
+    for name in ("alice", "bob"):
+        [user] = yield Q(
+            "INSERT INTO users (platform, platform_user_id, created_at, last_seen_at) "
+            "VALUES ('telegram', $1, $2, $2) RETURNING id",
+            (name, ts),
+        )
+        ids[name] = user["id"]
+    [thread] = yield Q(
+        "INSERT INTO chat_threads (platform, chat_id, created_at, updated_at) "
+        "VALUES ('telegram', 'g', $1, $1) RETURNING id",
+        (ts,),
+    )
+    ids["thread"] = thread["id"]
+    for name, status, attempts in (("alice", "queued", 0), ("bob", "running", 1)):
+        [message] = yield Q(
+            "INSERT INTO chat_messages (thread_id, user_id, role, text, idempotency_key, "
+            "created_at) VALUES ($1, $2, 'user', 'hi', $3, $4) RETURNING id",
+            (thread["id"], ids[name], f"in:v2-{name}", ts),
+        )
+        [job] = yield Q(
+            "INSERT INTO reactive_jobs (thread_id, message_id, status, attempts, created_at, "
+            "updated_at) VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+            (thread["id"], message["id"], status, attempts, ts),
+        )
+        ids[f"{name}_message"], ids[f"{name}_job"] = message["id"], job["id"]
+    [plan] = yield Q(
+        "INSERT INTO approvals (thread_id, message_id, summary, plan, status, created_at) "
+        "VALUES ($1, $2, 'B', 'b', 'pending', $3) RETURNING id",
+        (thread["id"], ids["bob_message"], ts),
+    )
+    ids["plan"] = plan["id"]
+    return ids
+
+
+async def test_migrating_a_populated_version_2_database_gives_jobs_and_plans_their_authors(
+    database_url: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review of issue 11: no test ran migration 0003 (jobs and plans per author) on
+    a database with rows in it. A version-2 database's queued job, running job and
+    pending plan are found by their authors after migrating, and by nobody else."""
+    with monkeypatch.context() as patch:  # greenroom as of schema version 2
+        for backend in ("_sqlite", "_postgres"):
+            patch.setattr(f"storage.{backend}.known_migrations", lambda d: known_migrations(d)[:2])
+        async with open_store(database_url, tmp_path, migrate=False) as st:
+            assert await st.migrate() == [1, 2]
+            ids = await st._run(_version_2_rows, st.now())
+    async with open_store(database_url, tmp_path, migrate=False) as st:
+        assert await st.migrate() == [m.version for m in known_migrations(st.backend)][2:]
+        thread = ids["thread"]
+        [job] = await st.claim_jobs(10, thread_id=thread, author="telegram:alice")
+        assert (job.id, job.user_id) == (ids["alice_job"], ids["alice"])
+        assert await st.claim_jobs(10, author="telegram:bob") == []  # Bob's is running
+        [running] = await st.running_jobs(thread, author="telegram:bob")
+        assert (running.id, running.user_id) == (ids["bob_job"], ids["bob"])
+        assert await st.running_jobs(thread, author="telegram:alice") == [
+            await st.get_job(ids["alice_job"])
+        ]
+        plan = await st.pending_approval(thread, author="telegram:bob")
+        assert plan is not None and (plan.id, plan.user_id) == (ids["plan"], ids["bob"])
+        assert await st.pending_approval(thread, author="telegram:alice") is None
+        assert [t.id for t in await st.open_threads("telegram:bob")] == [thread]
+        # Alice's new plan leaves Bob's pending (one per chat and author).
+        mine = await st.propose(thread, "A", "a", message_id=ids["alice_message"])
+        bobs = await st.get_approval(ids["plan"])
+        assert bobs is not None and bobs.status == "pending" and mine.user_id == ids["alice"]
 
 
 # ---------------------------------------------------------------- the durable inbox
@@ -454,6 +537,22 @@ async def test_in_a_group_each_author_has_their_own_pending_plan_and_jobs(store:
         await store.claim_jobs(1, author="alice")
 
 
+async def test_jobs_and_plans_name_their_author(store: Store) -> None:
+    """Review of issue 11: a job and a plan carry ``user_id`` (``users.id`` of the
+    message's author), so a caller need not ask ``message_author`` whose they are."""
+    a = await store.ingest(inbound(1, chat="g", user="alice"))
+    b = await store.ingest(inbound(2, chat="g", user="bob"))
+    alice, bob = a.message.user_id, b.message.user_id
+    assert alice is not None and bob is not None and alice != bob
+    assert (a.job.user_id, b.job.user_id) == (alice, bob)
+    [claimed] = await store.claim_jobs(1)
+    assert claimed.user_id == alice and (await store.get_job(b.job.id)).user_id == bob
+    plan = await store.propose(a.thread.id, "s", "p", message_id=b.message.id)
+    assert plan.user_id == bob
+    assert (await store.pending_approval(a.thread.id, author="telegram:bob")) == plan
+    assert (await store.propose(a.thread.id, "s", "p")).user_id is None  # no message: no author
+
+
 async def test_a_plan_and_its_ack_are_one_transaction(store: Store) -> None:
     """Issue 10 item 6b: the plan and its ack were two transactions; a kill between
     them left a pending plan nobody was shown."""
@@ -504,7 +603,7 @@ async def test_recover_tells_the_author_of_a_job_it_gives_up_on(store: Store) ->
     assert (await store.get_job(r.job.id)).status == "failed"
     [notice] = await store.unsent_replies()
     assert notice.message.text == "Sorry, I gave up." and notice.chat_id == "100"
-    assert notice.message.idempotency_key == f"error:{r.job.id}"
+    assert notice.message.idempotency_key == f"error:{r.job.id}" == reply_key("error", r.job.id)
     assert notice.message.reply_to == r.message.id
     assert notice.message.raw == {"kind": "error", "approval_id": None}
     assert await store.recover(gave_up="Sorry, I gave up.") == (0, 0)
@@ -534,6 +633,37 @@ async def test_messages_after_reads_what_a_cached_context_has_not_seen(
     assert r4.job.id not in [w.job_id for w in await store.queued_work(older_than_s=60)]
     assert [p.message.id for p in await store.unsent_replies(older_than_s=60)] == [reply.id]
     assert await store.unsent_replies(older_than_s=120) == []
+
+
+async def test_a_sweep_moves_past_what_it_gave_up_on(store: Store, clock: Clock) -> None:
+    """Review of issue 11: the reconciler read the oldest queued jobs and unsent
+    replies each time, so a page of items it could not move (a door that is down)
+    starved everything after them. ``after_id`` lists only ids above the last one
+    a sweep saw, by job id and by message id."""
+    made = [await store.ingest(inbound(i, chat=f"c{i}")) for i in range(5)]
+    jobs, thread = [r.job.id for r in made], made[0].thread.id
+    replies = [(await store.record_reply(thread, "r", f"reply:{i}"))[0].id for i in range(5)]
+    clock.advance(seconds=61)
+    seen: list[int] = []
+    after = 0
+    while page := await store.queued_work(2, older_than_s=60, after_id=after):
+        seen += [w.job_id for w in page]
+        after = page[-1].job_id
+    assert seen == jobs
+    assert [w.job_id for w in await store.queued_work(after_id=jobs[2])] == jobs[3:]
+    unsent: list[int] = []
+    after = 0
+    while batch := await store.unsent_replies(limit=2, older_than_s=60, after_id=after):
+        unsent += [p.message.id for p in batch]
+        after = batch[-1].message.id
+    assert unsent == replies
+    assert [p.message.id for p in await store.unsent_replies("telegram", after_id=replies[3])] == [
+        replies[4]
+    ]
+    assert await store.unsent_replies("nostr", after_id=0) == []
+    for call in (store.queued_work(after_id=-1), store.unsent_replies(after_id=-1)):
+        with pytest.raises(ValueError, match="after_id must be an int >= 0"):
+            await call
 
 
 # ---------------------------------------------------------------- tokens, memory, audit
@@ -678,49 +808,27 @@ async def test_get_approval(store: Store) -> None:
 
 
 async def test_a_postgres_owner_whose_session_died_takes_the_database_back(
-    pg_url: str, tmp_path: Path
+    pg_url: str, tmp_path: Path, sessions: Sessions
 ) -> None:
     """Review of issue 3: the ownership lock lives on one server session; if the
     server drops it, a second process could take over unnoticed and both would
     answer the same messages."""
-    import asyncio
-
-    import asyncpg
-
-    def terminate_owner() -> None:
-        async def go() -> None:
-            conn = await asyncpg.connect(pg_url)
-            try:
-                await conn.execute(
-                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_locks "
-                    "WHERE locktype = 'advisory' AND classid = 0 AND objid = $1 AND granted "
-                    # This test's database only: other databases' owners are not ours.
-                    "AND database = "
-                    "(SELECT oid FROM pg_database WHERE datname = current_database())",
-                    0x67726F77,
-                )
-            finally:
-                await conn.close()
-
-        asyncio.run(go())
-
     async with open_store(pg_url, tmp_path, exclusive=True) as owner:
         await owner.check_ownership()  # healthy: nothing to do
-        await trio.to_thread.run_sync(terminate_owner)
+        first = await sessions.owner_pid()
+        assert first is not None
+        await sessions.terminate(first)
         await owner.check_ownership()  # the session died: taken back
+        second = await sessions.owner_pid()
+        assert second is not None and second != first
         with pytest.raises(DatabaseInUse):
             async with open_store(pg_url, tmp_path, exclusive=True):
                 pass
-        await trio.to_thread.run_sync(terminate_owner)
+        await sessions.terminate(second)
         async with open_store(pg_url, tmp_path, exclusive=True) as usurper:
             with pytest.raises(DatabaseInUse):
                 await owner.check_ownership()
             await usurper.check_ownership()
-
-
-async def test_sqlite_ownership_needs_no_watching(tmp_path: Path) -> None:
-    async with open_store(None, tmp_path, exclusive=True) as owner:
-        await owner.check_ownership()
 
 
 async def test_connector_state_is_kept_per_connector_and_key(store: Store) -> None:

@@ -22,7 +22,7 @@ import trio.testing
 from actors.connectors.telegram import BotIdentity, Incoming, TelegramConnector, parse_update
 from protocols import Inbound, Received
 from protocols.telegram import TelegramStored, to_inbound
-from storage import NotFound, Store, open_store
+from storage import IllegalTransition, IngestResult, NotFound, Store, open_store
 from supervision import Actor, ActorSystem, ChildSpec, Directory, Supervisor
 from tests.fake_telegram import BOT, FakeTelegram
 from tests.telegramkit import telegram_settings
@@ -82,6 +82,36 @@ async def test_a_held_message_released_after_a_newer_one_is_born_superseded(stor
     assert [j.id for j in await store.claim_jobs(10)] == [question.job.id, other.job.id]
 
 
+async def test_a_text_after_a_held_photo_is_not_handed_out_before_the_photo_is_released(
+    store: Store,
+) -> None:
+    """Review of issue 11 (an ordering bug): a photo is stored held (no job) until
+    its door has described it; a text its author sent right after in the same chat
+    got a queued job at once, and anything that woke the author's actor (a message
+    in another chat, an OK, a restart, the reconciler) claimed and answered the text
+    before the photo was described. Now the Store hands out no job while an
+    earlier message of the same author in the same chat is held; the release
+    makes it claimable. Other chats and other authors are not held back."""
+    before = await store.ingest(inbound(0, text="hello"))  # earlier than the photo: free
+    photo, _, _ = await store.ingest_held(inbound(1, text="[photo]"))
+    text = await store.ingest(inbound(2, text="what is this?"))
+    elsewhere = await store.ingest(inbound(3, chat="200", text="hi"))  # the author's other chat
+    bob = await store.ingest(
+        Inbound(platform="telegram", chat_id="100", user_id="bob", message_id="u4", text="hey")
+    )  # another author in the same (group) chat
+    free = [before.job.id, elsewhere.job.id, bob.job.id]
+    assert [w.job_id for w in await store.queued_work()] == free
+    mine = await store.claim_jobs(10, thread_id=text.thread.id, author="telegram:7")
+    assert [j.id for j in mine] == [before.job.id]
+    assert [j.id for j in await store.claim_jobs(10)] == free[1:]
+    assert await store.claim_jobs(10) == [] and await store.queued_work() == []
+    released = await store.release_held(photo.id, "[photo: a cat]")
+    assert released.job.status == "canceled"  # the newer text answers, with it in context
+    assert [w.job_id for w in await store.queued_work()] == [text.job.id]
+    [claimed] = await store.claim_jobs(10, thread_id=text.thread.id, author="telegram:7")
+    assert claimed.id == text.job.id
+
+
 async def test_in_a_group_a_held_photo_is_its_authors_work(store: Store) -> None:
     """Issue 10 item 2 with item 8: a released job belongs to its author (the old
     release made a job with no author, which its author's actor could not claim),
@@ -111,6 +141,34 @@ async def test_releasing_what_was_never_held(store: Store) -> None:
     assert await store.begin_held(reply.id) is None
     with pytest.raises(ValueError, match="NUL"):
         await store.release_held(plain.message.id, "nul\x00")
+
+
+async def test_ingesting_a_held_messages_key_fails_that_item_alone(store: Store) -> None:
+    """Review of issue 11: ``ingest`` of a held message's key (a key is ingested one
+    way only) raised a bare KeyError from the job lookup, which failed the whole
+    group-commit batch's transaction. Now that item alone gets IllegalTransition
+    naming the message, and its batch-mates are stored."""
+    held, _, _ = await store.ingest_held(inbound(1, text="[photo]"))
+    results: dict[int, IngestResult | Exception] = {}
+
+    async def deliver(n: int) -> None:
+        try:
+            results[n] = await store.ingest(inbound(n, text="hi"))
+        except Exception as exc:
+            results[n] = exc
+
+    async with trio.open_nursery() as nursery:
+        for n in range(1, 6):
+            nursery.start_soon(deliver, n)
+    error = results.pop(1)
+    assert isinstance(error, IllegalTransition)
+    assert (error.what, error.ident, error.current, error.wanted) == (
+        "message", held.id, "held", "queued",
+    )  # fmt: skip
+    assert all(isinstance(r, IngestResult) and r.created for r in results.values())
+    with pytest.raises(IllegalTransition, match="'held'; it cannot become 'queued'"):
+        await store.ingest(inbound(1))  # alone, too
+    assert await store.held_messages("telegram") == [(held.id, "100")]  # still held
 
 
 # ---------------------------------------------------------------------- the door's enrichment

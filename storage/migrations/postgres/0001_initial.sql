@@ -1,5 +1,8 @@
 -- greenroom's first schema (Postgres). Timestamps are timestamptz (UTC);
--- JSON is jsonb. Status columns carry CHECKs mirroring storage/_records.py.
+-- JSON is jsonb. Status columns carry CHECKs mirroring the
+-- Literals of the concern module that keeps each table (storage/_users.py,
+-- _messages.py, _jobs.py, _approvals.py, _ledger.py; a table no module keeps
+-- yet, its future one).
 
 CREATE TABLE users (
     id               BIGSERIAL PRIMARY KEY,

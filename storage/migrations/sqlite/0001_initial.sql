@@ -1,5 +1,8 @@
 -- greenroom's first schema (SQLite). Timestamps are REAL Unix seconds (UTC);
--- JSON is TEXT. Status columns carry CHECKs mirroring storage/_records.py.
+-- JSON is TEXT. Status columns carry CHECKs mirroring the
+-- Literals of the concern module that keeps each table (storage/_users.py,
+-- _messages.py, _jobs.py, _approvals.py, _ledger.py; a table no module keeps
+-- yet, its future one).
 
 CREATE TABLE users (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,

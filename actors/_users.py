@@ -49,7 +49,7 @@ from protocols import (
     Received,
     ReplyKind,
 )
-from storage import Approval, Job, PendingReply, Store, StoredMessage
+from storage import Approval, Job, PendingReply, Store, StoredMessage, reply_key
 from supervision import Actor, TaskHandle, correlated
 
 from ._context import ChatContext, to_turn
@@ -243,7 +243,7 @@ class UserActor(Actor):
         approval = await self.store.get_approval(approval_id)
         if approval is None or approval.message_id is None:
             return ApprovalResult(status="not_found")
-        if await self.store.message_author(approval.message_id) != self.key:
+        if approval.user_id is None or approval.user_id != await self._my_id():
             return ApprovalResult(status="not_found")  # not this user's plan (a group)
         chat = self.chats.get(approval.thread_id)
         if chat is None:
@@ -316,7 +316,7 @@ class UserActor(Actor):
             # supersede arriving now waits for this rather than leave it half done.
             approval, ack = await self.store.propose_with_ack(
                 chat.thread_id, job.message_id, intent.summary, intent.plan,
-                ack=ack_text(intent.summary, intent.plan), key=f"ack:{job.id}",
+                ack=ack_text(intent.summary, intent.plan), key=reply_key("ack", job.id),
             )  # fmt: skip
             chat.context.add(ack)
             await self._deliver(chat, ack)
@@ -399,6 +399,13 @@ class UserActor(Actor):
                 await self.store.remember(self.key, fact, source_message_id=source)
 
     # ------------------------------------------------------------------ helpers
+    async def _my_id(self) -> int | None:
+        """This user's ``users.id`` (kept from the last read of the user)."""
+        if self.me is None:
+            user = await self.store.get_user(self.platform, self.user_id)
+            self.me = user.id if user is not None else None
+        return self.me
+
     async def _unremembered(self, chat: ChatState) -> int:
         """The user's own messages in this chat's cache since facts were last taken
         from them (by the newest memory's source), so the count survives passivation
@@ -436,8 +443,9 @@ class UserActor(Actor):
                 await self.store.finish_job(job.id, status, text)
             else:
                 raw = {"kind": kind, "approval_id": None}
+                key = reply_key(kind, job.id)
                 reply, _ = await self.store.finish_with_reply(
-                    job.id, status, thread_id=chat.thread_id, text=text, key=f"{kind}:{job.id}",
+                    job.id, status, thread_id=chat.thread_id, text=text, key=key,
                     reply_to=job.message_id, raw=raw, error=None if status == "done" else text,
                 )  # fmt: skip
                 chat.context.add(reply)

@@ -44,10 +44,9 @@ class IngestResult:
     thread: ThreadRecord
     created: bool
 
-    def received(self, user_id: str, text: str | None = None) -> Received:
+    def received(self, user_id: str) -> Received:
         """The ``chat.Received`` that hands this message to its author's actor
-        (``user_id`` is the platform's id of the author; ``text`` defaults to the
-        stored text, e.g. a connector may pass a voice transcript)."""
+        (``user_id`` is the platform's id of the author)."""
         return Received(
             job_id=self.job.id,
             message_id=self.message.id,
@@ -55,7 +54,7 @@ class IngestResult:
             platform=self.thread.platform,
             chat_id=self.thread.chat_id,
             user_id=user_id,
-            text=self.message.text if text is None else text,
+            text=self.message.text,
         )
 
 

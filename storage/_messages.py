@@ -236,16 +236,6 @@ def thread_by_id(d: Dialect, thread_id: int) -> Script[ThreadRecord | None]:
     return to_thread(d, rows[0]) if rows else None
 
 
-def message_author(d: Dialect, message_id: int) -> Script[str | None]:
-    """The user key ("platform:id") of an inbound message's author."""
-    rows = yield Q(
-        "SELECT u.platform, u.platform_user_id FROM chat_messages m "
-        "JOIN users u ON u.id = m.user_id WHERE m.id = $1",
-        (message_id,),
-    )
-    return f"{rows[0]['platform']}:{rows[0]['platform_user_id']}" if rows else None
-
-
 def set_thread_summary(
     d: Dialect, thread_id: int, summary: str, now: datetime
 ) -> Script[ThreadRecord]:
@@ -305,11 +295,6 @@ class Messages(StorePart):
     async def thread_by_id(self, thread_id: int) -> ThreadRecord | None:
         """One thread by id, or None."""
         return await self._run(thread_by_id, thread_id)
-
-    async def message_author(self, message_id: int) -> str | None:
-        """The user key (``platform:id``) of an inbound message's author, or None
-        (unknown id, or a reply, which has no author user)."""
-        return await self._run(message_author, message_id)
 
     async def set_thread_summary(self, thread_id: int, summary: str) -> ThreadRecord:
         """Replace the thread's summary of its older messages; NotFound for an unknown id."""

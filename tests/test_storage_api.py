@@ -64,7 +64,7 @@ def test_the_store_is_one_object_with_every_method() -> None:
         "begin_held", "check_ownership", "claim_jobs", "create_session", "decide",
         "finish_job", "finish_with_reply", "get_approval", "get_job", "get_message",
         "get_state", "get_thread", "get_user", "held_messages", "ingest", "ingest_held",
-        "job_for_message", "mark_sent", "message_author", "messages_after", "migrate",
+        "job_for_message", "mark_sent", "messages_after", "migrate",
         "open_threads", "pending_approval", "ping", "propose", "propose_with_ack",
         "queued_work", "recall", "recent_messages", "record_reply", "record_tokens",
         "recover", "release_held", "remember", "replies_after", "requeue_job",

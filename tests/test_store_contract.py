@@ -539,7 +539,7 @@ async def test_in_a_group_each_author_has_their_own_pending_plan_and_jobs(store:
 
 async def test_jobs_and_plans_name_their_author(store: Store) -> None:
     """Review of issue 11: a job and a plan carry ``user_id`` (``users.id`` of the
-    message's author), so a caller need not ask ``message_author`` whose they are."""
+    message's author), so a caller need not look up whose they are."""
     a = await store.ingest(inbound(1, chat="g", user="alice"))
     b = await store.ingest(inbound(2, chat="g", user="bob"))
     alice, bob = a.message.user_id, b.message.user_id
@@ -842,10 +842,11 @@ async def test_connector_state_is_kept_per_connector_and_key(store: Store) -> No
         await store.set_state("telegram", "offset", "\x00")
 
 
-async def test_thread_by_id_and_message_author(store: Store) -> None:
+async def test_thread_by_id_and_a_messages_author(store: Store) -> None:
     r = await store.ingest(inbound(1, chat="group-9", user="77"))
     assert await store.thread_by_id(r.thread.id) == r.thread
     assert await store.thread_by_id(r.thread.id + 50) is None
-    assert await store.message_author(r.message.id) == "telegram:77"
+    user = await store.get_user("telegram", "77")
+    assert user is not None and r.message.user_id == user.id and r.job.user_id == user.id
     reply, _ = await store.record_reply(r.thread.id, "x", "reply:a")
-    assert await store.message_author(reply.id) is None
+    assert reply.user_id is None

@@ -22,9 +22,10 @@ import pytest
 import trio
 import trio.testing
 
+from protocols import Ping, Reconcile
 from protocols.telegram import Identify
 from storage import Store
-from supervision import ActorSystem
+from supervision import ActorSystem, EntityRef
 from tests.appkit import open_app
 from tests.brainkit import intent, settings_for
 from tests.fake_llm import FakeLLM, Gated, Recorded, Text, ToolUse, gated
@@ -232,3 +233,29 @@ async def test_bodies_the_route_refuses_store_nothing(world: World) -> None:
             answer = await world.http.post("/telegram/webhook", json=body, headers=GOOD)
         assert answer.status_code == 400 and answer.json()["error"] == "malformed_update"
     assert await world.store.get_thread("telegram", "4242") is None
+
+
+async def test_a_question_behind_a_photo_waits_even_when_its_actor_is_woken(
+    world: World,
+) -> None:
+    """Review of issue 10: the order "photo, then question" was kept only in the
+    door's memory; the question's job was claimable at once, so anything that woke
+    the author's actor (a message in another chat, an OK, a restart, the
+    reconciler) had it answered before the photo was described. The Store now hands
+    out no job behind its author's held message in the same chat."""
+    vision = gated(VISION)
+    world.llm.script(MODEL, vision, intent(False), Text("It is a bicycle."))
+    ada = world.tg.user()
+    assert (await world.post(world.tg.photo(ada, image=b"\xff\xd8\xff jpeg"))).status_code == 200
+    await arrived(vision)
+    assert (await world.post(world.tg.message(ada, "what is this?"))).status_code == 200
+    users = EntityRef(world.system.lookup("/users"), f"telegram:{ada['id']}")
+    assert (await users.ask(Ping(), timeout=HANG_S)).note.startswith("telegram:")  # woken
+    question = (await _message_of(world.store))[-1]
+    await world.system.lookup("/reconciler").ask(Reconcile(), timeout=HANG_S)
+    assert world.other_model_calls() == []  # still waiting behind the photo
+    job = await world.store.job_for_message(question.id)
+    assert job is not None and job.status == "queued"
+    vision.gate.set()
+    assert await world.sent(1) == ["It is a bicycle."]
+    assert "A red bicycle by a wall." in str(world.other_model_calls()[0].body["messages"])

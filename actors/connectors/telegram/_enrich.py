@@ -141,8 +141,11 @@ class Enricher:
         with trio.CancelScope(shield=True):
             result = await self.store.release_held(message_id, text)
         self.enriched += 1
-        if not result.created or result.job.status != "queued":
+        if not result.created:
             return None
+        # Told even when its job was born canceled (a newer message of its author in
+        # the chat came meanwhile): that newer job waited behind this held one and
+        # can be claimed now, and telling the author's actor is what claims it.
         return result.received(parsed.user_id)
 
     async def _text(self, message: StoredMessage, inc: Incoming) -> str:

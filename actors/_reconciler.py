@@ -51,6 +51,10 @@ class Reconciler(Actor):
         # One sweep at a time: the interval's and an operator's ask would otherwise
         # tell the same work twice and spend its resends twice.
         self._sweeping = trio.Lock()
+        # Where the next sweep's pages start (job id, reply id): a full page moves
+        # past what it read, so items that used up their resends (and stay queued
+        # or unsent) cannot fill every page and starve the ones behind them.
+        self._after = {"job": 0, "reply": 0}
 
     async def on_start(self) -> None:
         self.spawn_task(self._every_interval, name="sweep")
@@ -80,8 +84,12 @@ class Reconciler(Actor):
 
     async def _sweep(self) -> Reconciled:
         s = self.settings
-        jobs = await self.store.queued_work(s.batch, older_than_s=s.queued_after_s)
-        replies = await self.store.unsent_replies(limit=s.batch, older_than_s=s.unsent_after_s)
+        jobs = await self.store.queued_work(
+            s.batch, older_than_s=s.queued_after_s, after_id=self._after["job"]
+        )
+        replies = await self.store.unsent_replies(
+            limit=s.batch, older_than_s=s.unsent_after_s, after_id=self._after["reply"]
+        )
         told_jobs = told_replies = skipped = 0
         for received in jobs:
             if self._spent(f"job:{received.job_id}"):
@@ -100,8 +108,24 @@ class Reconciler(Actor):
         self.sweeps += 1
         if told_jobs or told_replies:
             self.log.info("reconciled", jobs=told_jobs, replies=told_replies, skipped=skipped)
-        self._forget({f"job:{r.job_id}" for r in jobs} | {f"reply:{p.message.id}" for p in replies})
+        self._page("job", [r.job_id for r in jobs])
+        self._page("reply", [p.message.id for p in replies])
         return Reconciled(jobs=told_jobs, replies=told_replies, skipped=skipped)
+
+    def _page(self, kind: str, ids: list[int]) -> None:
+        """Move ``kind``'s cursor past a full page (back to the start after a short
+        one), and forget the counts of items in the range read that are gone (no
+        longer queued or unsent): the map stays as small as the backlog."""
+        after = self._after[kind]
+        full = len(ids) == self.settings.batch
+        upto = ids[-1] if full else float("inf")
+        self._after[kind] = ids[-1] if full else 0
+        seen = set(ids)
+        prefix = kind + ":"
+        for key in [k for k in self.resends if k.startswith(prefix)]:
+            n = int(key[len(prefix) :])
+            if after < n <= upto and n not in seen:
+                del self.resends[key]
 
     def _spent(self, key: str) -> bool:
         """Count one more resend of ``key``; True when it had all it may have."""
@@ -114,12 +138,6 @@ class Reconciler(Actor):
             return True
         self.resends[key] = n + 1
         return False
-
-    def _forget(self, still_open: set[str]) -> None:
-        # What is no longer queued or unsent needs no count: the map stays as
-        # small as the backlog.
-        for key in [k for k in self.resends if k not in still_open]:
-            del self.resends[key]
 
     async def _tell_door(self, deliver: Deliver) -> bool:
         path = f"/connectors/{deliver.platform}"

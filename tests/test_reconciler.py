@@ -156,3 +156,27 @@ async def test_a_send_that_may_have_landed_is_sent_again_once_not_every_sweep(ap
         assert await sweep(app) == Reconciled(jobs=0, replies=0, skipped=0)
     assert [p["text"] for p in app.tg.sent] == ["Maybe twice.", "Maybe twice."]
     assert await app.store.unsent_replies("telegram") == []
+
+
+async def test_replies_that_used_up_their_resends_do_not_starve_the_rest(
+    tmp_path: Path, fake_llm: FakeLLM, tg: FakeTelegram
+) -> None:
+    """Review of issue 10: every sweep read the oldest ``batch`` unsent replies;
+    replies that had used up ``max_resends`` stayed unsent and filled every page,
+    so a reply behind them was never sent out again. Pages now move on."""
+    conf = settings(tmp_path, fake_llm, tg, batch=2, max_resends=2)
+    async with open_app(conf, tmp_path) as (system, store, http):
+        app = App(system, store, fake_llm, tg, http)
+        tg.fail("sendMessage", *[TgError.blocked()] * 30)  # the bot is blocked everywhere
+        for n in range(3):
+            fake_llm.script(MODEL, intent(False), Text(f"reply {n}"))
+            tg.push(tg.message(tg.user(uid=100 + n), f"hello {n}"))
+            await until_failed(app, n + 1)
+        failed = 3
+        for _ in range(8):
+            failed += (await sweep(app)).replies
+            await until_failed(app, failed)  # the door tried each one told
+        # Each reply: its first send and two resends; none starved.
+        assert failed == 9
+        sends = [c.params["chat_id"] for c in tg.of("sendMessage")]
+        assert sorted(sends) == sorted(["100", "101", "102"] * 3)

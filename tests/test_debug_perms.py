@@ -11,18 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from ops.pg import free_port
 from supervision.debug import DebugServer, DebugSocketError
 from supervision.debug._listen import open_unix_listener, remove_socket
 from tests.debugkit import GREENROOM, Client, Live, env, start
 
 TOKEN = "tok-SECRET-1234567890"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -36,6 +35,7 @@ import trio
 
 from actors._users import GAVE_UP
 from config import Settings
+from ops.pg import free_port
 from storage import Store, open_store
 from tests.appkit import settings_data
 from tests.brainkit import intent, settings_for
@@ -134,13 +134,6 @@ class Child:
         self.proc.send_signal(signal.SIGTERM)
         with trio.fail_after(30):
             return await self.proc.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @asynccontextmanager

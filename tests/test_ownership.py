@@ -13,7 +13,6 @@ sessions from ``tests/pgkit.py`` (the ``sessions`` fixture).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -33,6 +32,7 @@ from storage import DatabaseInUse, Store, StoreUnavailable, open_store
 from storage._postgres import PostgresBackend
 from tests.appkit import open_app
 from tests.pgkit import Proxy, Sessions
+from tests.runkit import JsonLog
 from tests.test_cli import env, start_run
 
 
@@ -106,33 +106,13 @@ async def within(seconds: float, what: str, afn: Callable[..., Awaitable[Any]], 
 # --------------------------------------------------------------------------- a real process
 
 
-class Child:
-    """A ``greenroom run`` child's JSON log lines, read as they come."""
+class Child(JsonLog):
+    """A ``greenroom run`` child and its JSON log lines, read as they come."""
 
     def __init__(self, proc: trio.Process) -> None:
+        assert proc.stderr is not None
+        super().__init__(proc.stderr)
         self.proc = proc
-        self.events: list[dict[str, Any]] = []
-        self._buf = b""
-
-    async def wait(self, event: str) -> dict[str, Any]:
-        """The first line ``event`` (reading on until it comes)."""
-        assert self.proc.stderr is not None
-        with trio.fail_after(60):  # a hang guard for a real process, not a sync point
-            while True:
-                for e in self.events:
-                    if e["event"] == event:
-                        return e
-                chunk = await self.proc.stderr.receive_some()
-                assert chunk, f"greenroom exited before {event!r}: {self.events}"
-                self._buf += chunk
-                *lines, self._buf = self._buf.split(b"\n")
-                self.events += [json.loads(line) for line in lines if line.strip()]
-
-    def index(self, event: str) -> int:
-        return next(i for i, e in enumerate(self.events) if e["event"] == event)
-
-    def named(self, event: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["event"] == event]
 
 
 @asynccontextmanager

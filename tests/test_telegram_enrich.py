@@ -9,7 +9,7 @@ the user actors under ``/users``.
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -214,13 +214,18 @@ class Vision:
 
 @pytest.fixture
 async def sqlite(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Store]:
+    done = threading.Event()
+
     async def guard() -> None:  # a hung test fails in real time, whatever the virtual clock
-        await trio.to_thread.run_sync(time.sleep, HANG_S, abandon_on_cancel=True)
-        raise AssertionError(f"hang guard: the test ran for more than {HANG_S} real seconds")
+        if not await trio.to_thread.run_sync(done.wait, HANG_S, abandon_on_cancel=True):
+            raise AssertionError(f"hang guard: the test ran for more than {HANG_S} real seconds")
 
     nursery.start_soon(guard)
-    async with open_store(None, tmp_path) as st:
-        yield st
+    try:
+        async with open_store(None, tmp_path) as st:
+            yield st
+    finally:
+        done.set()  # the guard's thread ends with the test, not HANG_S later
 
 
 async def start_door(
